@@ -1,0 +1,45 @@
+# Tioga: every set-up step a fresh Debian machine with only the Rust toolchain needs.
+#   make run    the demo: two example backends and Tioga on loopback
+#   make test   every test (unit, integration, example builds, lint)
+#   make build  the release binary at target/release/tioga
+
+SHELL := /bin/bash
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps build run test lint check-config clean
+
+# Pingora builds zlib-ng with cmake and a C compiler.
+deps:
+	@missing=""; \
+	command -v cmake >/dev/null || missing="$$missing cmake"; \
+	command -v cc >/dev/null || missing="$$missing gcc"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(CARGO) build --release
+
+run: deps
+	$(CARGO) build --bin tioga --example demo_backend
+	@bash examples/run_demo.sh target/debug
+
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) build --all-targets
+	$(CARGO) test --all-targets
+	$(CARGO) test --doc
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+check-config: deps
+	$(CARGO) run --quiet --bin tioga -- -c $(or $(CONFIG),conf/demo.yaml) -t
+
+clean:
+	$(CARGO) clean

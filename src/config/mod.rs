@@ -1,0 +1,198 @@
+//! Configuration: the YAML file (`file`), its validation into the runtime types
+//! below (`validate`), and the errors that name file, key path and line (`error`).
+//!
+//! The runtime types are the buffer between the stable file format and the rest of
+//! Tioga: addresses are `SocketAddr`s, durations `Duration`s, regexes compiled, pool
+//! references checked. Nothing past this module re-parses user text.
+
+pub mod error;
+pub mod file;
+mod source;
+pub mod validate;
+mod validate_listener;
+
+use crate::routing::Matcher;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, Problem};
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// Process settings.
+    pub server: ServerSettings,
+    /// The admin endpoint, if any.
+    pub admin: Option<SocketAddr>,
+    /// Pools, in name order.
+    pub pools: Vec<PoolSpec>,
+    /// Listeners, in name order.
+    pub listeners: Vec<ListenerSpec>,
+}
+
+/// `server:` with defaults applied.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Worker threads per listener.
+    pub threads: usize,
+    /// Pid file path.
+    pub pid_file: String,
+    /// Upgrade socket path.
+    pub upgrade_sock: String,
+    /// How long the old process keeps serving after a hand-over or SIGTERM.
+    pub grace_period: Duration,
+    /// How long to wait for in-flight work after the grace period.
+    pub graceful_shutdown_timeout: Duration,
+}
+
+/// A named backend set.
+#[derive(Debug, Clone)]
+pub struct PoolSpec {
+    /// The pool's name.
+    pub name: String,
+    /// Backends, in file order.
+    pub backends: Vec<BackendSpec>,
+    /// How a backend is chosen.
+    pub balance: Balance,
+    /// Active health check, if any.
+    pub health_check: Option<HealthCheckSpec>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Longest wait for the backend's next bytes.
+    pub read_timeout: Duration,
+    /// Extra attempts on another backend when connecting fails.
+    pub retries: usize,
+}
+
+/// One backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Relative weight, >= 1.
+    pub weight: usize,
+}
+
+/// Balancing algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    /// Weighted round robin.
+    RoundRobin,
+    /// Weighted random.
+    Random,
+    /// Fewest active requests/connections relative to weight.
+    LeastConn,
+    /// Consistent (ketama) hashing on a key.
+    ConsistentHash(HashKey),
+}
+
+/// What `consistent_hash` (and `rate_limit`) hash on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client's IP address.
+    ClientIp,
+    /// The request URI (path and query).
+    Uri,
+    /// A request header's value.
+    Header(http::HeaderName),
+    /// A cookie's value.
+    Cookie(String),
+    /// A query parameter's value.
+    Query(String),
+}
+
+/// An active health check.
+#[derive(Debug, Clone)]
+pub struct HealthCheckSpec {
+    /// What a probe does.
+    pub probe: Probe,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Time one probe may take.
+    pub timeout: Duration,
+    /// Consecutive successes to bring a backend back.
+    pub rise: usize,
+    /// Consecutive failures to take a backend out.
+    pub fall: usize,
+}
+
+/// The kind of probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A TCP connect.
+    Tcp,
+    /// An HTTP GET.
+    Http {
+        /// Path to request.
+        path: String,
+        /// Status expected; `None` means any 2xx.
+        expect_status: Option<u16>,
+    },
+}
+
+/// A named entry point.
+#[derive(Debug)]
+pub struct ListenerSpec {
+    /// The listener's name.
+    pub name: String,
+    /// Addresses to listen on.
+    pub binds: Vec<SocketAddr>,
+    /// Protocol-specific settings.
+    pub kind: ListenerKind,
+}
+
+/// Protocol-specific listener settings.
+#[derive(Debug)]
+pub enum ListenerKind {
+    /// An L7 HTTP listener.
+    Http {
+        /// TLS termination.
+        tls: Option<TlsSpec>,
+        /// Routes, in order.
+        routes: Vec<RouteSpec>,
+    },
+    /// An L4 TCP listener.
+    Tcp {
+        /// The pool it forwards to.
+        pool: String,
+    },
+}
+
+/// Certificate and key files for TLS termination.
+#[derive(Debug, Clone)]
+pub struct TlsSpec {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// One route of an HTTP listener.
+#[derive(Debug)]
+pub struct RouteSpec {
+    /// A name for logs and metrics: `LISTENER[i]`.
+    pub name: String,
+    /// Its conditions.
+    pub matcher: Matcher,
+    /// The pool that serves it.
+    pub pool: String,
+}
+
+impl Config {
+    /// Reads and validates `file`, returning every problem at once.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        validate::validate(file, &text)
+    }
+
+    /// The pool named `name`.
+    pub fn pool(&self, name: &str) -> Option<&PoolSpec> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+}

@@ -1,0 +1,549 @@
+//! Validation: YAML text → [`Config`], collecting every problem instead of stopping
+//! at the first.
+//!
+//! The file is parsed once into a YAML value, then each section, pool, listener and
+//! route is deserialized on its own (with `serde_path_to_error` for the inner key
+//! path), so one bad route does not hide a bad pool. Cross-references (a route's pool,
+//! duplicate bind addresses) are checked last. Lines come from [`LineIndex`].
+
+use super::error::{ConfigError, Problem};
+use super::file::{self, BackendEntry, HealthCheckSection, ListenerSection, PoolSection};
+use super::source::LineIndex;
+use super::*;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+use std::net::ToSocketAddrs;
+
+const TOP_KEYS: &[&str] = &["server", "admin", "pools", "listeners"];
+
+/// Collects problems with their key paths.
+#[derive(Default)]
+pub(crate) struct Problems {
+    list: Vec<Problem>,
+}
+
+impl Problems {
+    /// Records a problem at `path`.
+    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        // One problem, one line: fold multi-line messages (regex errors draw a caret).
+        let message: String = message.into();
+        let message = message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.list.push(Problem {
+            path: path.into(),
+            line: None,
+            message,
+        });
+    }
+
+    /// Deserializes `value` as `T`, recording the error (with its inner path) on failure.
+    pub(crate) fn parse<T: DeserializeOwned>(&mut self, path: &str, value: &Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let mut message = e.into_inner().to_string();
+                let mut full = join(path, if inner == "." { "" } else { &inner });
+                // serde names an unknown key in the message but not in the path.
+                if let Some(rest) = message.strip_prefix("unknown field `") {
+                    if let Some(end) = rest.find('`') {
+                        let field = &rest[..end];
+                        if !full.ends_with(&format!(".{field}")) && full != field {
+                            full = join(&full, field);
+                        }
+                        message = format!("unknown key{}", &rest[end + 1..])
+                            .replace(", expected one of", " (expected one of")
+                            .replace(", expected", " (expected");
+                        if message.contains(" (expected") {
+                            message.push(')');
+                        }
+                    }
+                }
+                self.add(full, message);
+                None
+            }
+        }
+    }
+}
+
+/// `a` + `.b`, or `a` + `[0]` for index segments.
+pub(crate) fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (_, true) => a.to_string(),
+        (true, _) => b.to_string(),
+        _ if b.starts_with('[') => format!("{a}{b}"),
+        _ => format!("{a}.{b}"),
+    }
+}
+
+/// Validates the text of `file`.
+pub fn validate(file: &Path, text: &str) -> Result<Config, ConfigError> {
+    let invalid = |problems| ConfigError::Invalid {
+        file: file.to_path_buf(),
+        problems,
+    };
+    let root: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let message = e.to_string();
+            return Err(invalid(vec![Problem {
+                path: String::new(),
+                line: e.location().map(|l| l.line()),
+                message,
+            }]));
+        }
+    };
+    let mut p = Problems::default();
+    let config = build(file, &root, &mut p);
+    if p.list.is_empty() {
+        if let Some(config) = config {
+            return Ok(config);
+        }
+    }
+    let index = LineIndex::build(text);
+    let mut problems = p.list;
+    for problem in &mut problems {
+        problem.line = index.line(&problem.path);
+    }
+    problems.sort_by_key(|pr| pr.line.unwrap_or(usize::MAX));
+    Err(invalid(problems))
+}
+
+fn build(file: &Path, root: &Value, p: &mut Problems) -> Option<Config> {
+    let Some(map) = root.as_mapping() else {
+        p.add(
+            "",
+            format!(
+                "expected a map with keys {}, found {}",
+                TOP_KEYS.join(", "),
+                file::describe(root)
+            ),
+        );
+        return None;
+    };
+    for key in map.keys() {
+        let name = key.as_str().unwrap_or("?");
+        if !TOP_KEYS.contains(&name) {
+            p.add(
+                name,
+                format!("unknown key (expected one of {})", TOP_KEYS.join(", ")),
+            );
+        }
+    }
+    let server = server(map.get("server"), p);
+    let admin = map.get("admin").and_then(|v| admin(v, p));
+    let raw_pools = named(map.get("pools"), "pools", p);
+    // Every named pool counts as known, even one with problems of its own.
+    let known: Vec<&str> = raw_pools.keys().map(String::as_str).collect();
+    let listeners = named(map.get("listeners"), "listeners", p)
+        .into_iter()
+        .filter_map(|(name, v)| listener(file, &name, &v, &known, p))
+        .collect::<Vec<_>>();
+    let pools = raw_pools
+        .iter()
+        .filter_map(|(name, v)| pool(name, v, p))
+        .collect::<Vec<_>>();
+    check_binds(&listeners, admin, p);
+    Some(Config {
+        file: file.to_path_buf(),
+        server: server?,
+        admin,
+        pools,
+        listeners,
+    })
+}
+
+/// A required map of name → section (`pools`, `listeners`).
+fn named(value: Option<&Value>, key: &str, p: &mut Problems) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    match value {
+        None => p.add(
+            key,
+            format!("missing: at least one entry is required under `{key}:`"),
+        ),
+        Some(Value::Mapping(m)) if m.is_empty() => p.add(key, "at least one entry is required"),
+        Some(Value::Mapping(m)) => {
+            for (k, v) in m {
+                match k.as_str() {
+                    Some(name) if valid_name(name) => {
+                        out.insert(name.to_string(), v.clone());
+                    }
+                    _ => p.add(
+                        key,
+                        format!("bad name {k:?}: use letters, digits, `_`, `-` and `.`"),
+                    ),
+                }
+            }
+        }
+        Some(other) => p.add(
+            key,
+            format!(
+                "expected a map of name → settings, found {}",
+                file::describe(other)
+            ),
+        ),
+    }
+    out
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn server(value: Option<&Value>, p: &mut Problems) -> Option<ServerSettings> {
+    let s: file::ServerSection = match value {
+        None | Some(Value::Null) => file::ServerSection::default(),
+        Some(v) => p.parse("server", v)?,
+    };
+    let threads = s
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 {
+        p.add("server.threads", "must be at least 1");
+    }
+    Some(ServerSettings {
+        threads: threads.max(1),
+        pid_file: s.pid_file.unwrap_or_else(|| "/tmp/tioga.pid".into()),
+        upgrade_sock: s
+            .upgrade_sock
+            .unwrap_or_else(|| "/tmp/tioga-upgrade.sock".into()),
+        grace_period: duration(s.grace_period.as_deref(), "server.grace_period", "5s", p),
+        graceful_shutdown_timeout: duration(
+            s.graceful_shutdown_timeout.as_deref(),
+            "server.graceful_shutdown_timeout",
+            "5s",
+            p,
+        ),
+    })
+}
+
+fn admin(value: &Value, p: &mut Problems) -> Option<SocketAddr> {
+    let a: file::AdminSection = p.parse("admin", value)?;
+    address(&a.bind, "admin.bind", p)
+}
+
+/// Parses a duration such as `500ms`, `1s`, `2m`; records a problem and returns the
+/// default when it is not one.
+pub(crate) fn duration(
+    text: Option<&str>,
+    path: &str,
+    default: &str,
+    p: &mut Problems,
+) -> Duration {
+    let fallback = humantime::parse_duration(default).expect("built-in default");
+    let Some(text) = text else { return fallback };
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            p.add(
+                path,
+                format!("`{text}` is zero: give a positive duration such as 500ms or 1s"),
+            );
+            fallback
+        }
+        Err(_) => {
+            p.add(
+                path,
+                format!("`{text}` is not a duration: write it like 500ms, 1s or 2m"),
+            );
+            fallback
+        }
+    }
+}
+
+/// Parses `host:port` (`[::1]:80` for IPv6); a host name is resolved once, now.
+pub(crate) fn address(text: &str, path: &str, p: &mut Problems) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let hint = "expected host:port, e.g. 127.0.0.1:8080 or [::1]:8080";
+    if text
+        .rsplit_once(':')
+        .is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err())
+    {
+        p.add(path, format!("`{text}` is not an address: {hint}"));
+        return None;
+    }
+    match text.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(addr)) => Some(addr),
+        _ => {
+            p.add(
+                path,
+                format!("`{text}` is not an address (the host does not resolve): {hint}"),
+            );
+            None
+        }
+    }
+}
+
+fn pool(name: &str, value: &Value, p: &mut Problems) -> Option<PoolSpec> {
+    let path = format!("pools.{name}");
+    let s: PoolSection = p.parse(&path, value)?;
+    let backends = backends(&s, &path, p);
+    let balance = balance(&s, &path, p);
+    let health_check = s
+        .health_check
+        .as_ref()
+        .and_then(|h| health_check(h, &path, p));
+    let connect_timeout = duration(
+        s.connect_timeout.as_deref(),
+        &join(&path, "connect_timeout"),
+        "1s",
+        p,
+    );
+    let read_timeout = duration(
+        s.read_timeout.as_deref(),
+        &join(&path, "read_timeout"),
+        "60s",
+        p,
+    );
+    Some(PoolSpec {
+        name: name.to_string(),
+        backends,
+        balance: balance?,
+        health_check,
+        connect_timeout,
+        read_timeout,
+        retries: s.retries.unwrap_or(1),
+    })
+}
+
+fn backends(s: &PoolSection, path: &str, p: &mut Problems) -> Vec<BackendSpec> {
+    let list_path = join(path, "backends");
+    if s.backends.is_empty() {
+        p.add(
+            &list_path,
+            "the backend list is empty: give at least one host:port",
+        );
+    }
+    let mut out: Vec<BackendSpec> = Vec::new();
+    for (i, entry) in s.backends.iter().enumerate() {
+        let item = format!("{list_path}[{i}]");
+        let (text, weight, at) = match entry {
+            BackendEntry::Address(a) => (a.as_str(), 1, item.clone()),
+            BackendEntry::Detailed(d) => (d.address.as_str(), d.weight, join(&item, "address")),
+        };
+        if !(1..=1000).contains(&weight) {
+            p.add(
+                join(&item, "weight"),
+                format!("weight {weight} is out of range: must be from 1 to 1000"),
+            );
+        }
+        let Some(addr) = address(text, &at, p) else {
+            continue;
+        };
+        if out.iter().any(|b| b.addr == addr) {
+            p.add(&item, format!("backend {addr} is listed twice"));
+            continue;
+        }
+        out.push(BackendSpec {
+            addr,
+            weight: weight.clamp(1, 1000) as usize,
+        });
+    }
+    out
+}
+
+fn balance(s: &PoolSection, path: &str, p: &mut Problems) -> Option<Balance> {
+    let key_path = join(path, "hash_key");
+    let balance = match s.balance.as_deref().unwrap_or("round_robin") {
+        "round_robin" => Balance::RoundRobin,
+        "random" => Balance::Random,
+        "least_conn" => Balance::LeastConn,
+        "consistent_hash" => match s.hash_key.as_deref() {
+            None => {
+                p.add(join(path, "balance"), "consistent_hash needs `hash_key` (client_ip | uri | header:NAME | cookie:NAME | query:NAME)");
+                return None;
+            }
+            Some(k) => Balance::ConsistentHash(hash_key(k, &key_path, p)?),
+        },
+        other => {
+            p.add(
+                join(path, "balance"),
+                format!("unknown balance `{other}` (expected one of round_robin, random, least_conn, consistent_hash)"),
+            );
+            return None;
+        }
+    };
+    if s.hash_key.is_some() && !matches!(balance, Balance::ConsistentHash(_)) {
+        p.add(
+            key_path,
+            "hash_key is only used with `balance: consistent_hash`",
+        );
+    }
+    Some(balance)
+}
+
+/// Parses `client_ip | uri | header:NAME | cookie:NAME | query:NAME`.
+pub(crate) fn hash_key(text: &str, path: &str, p: &mut Problems) -> Option<HashKey> {
+    let bad = |p: &mut Problems| {
+        p.add(path, format!("unknown key `{text}` (expected client_ip, uri, header:NAME, cookie:NAME or query:NAME)"));
+        None
+    };
+    match text.split_once(':') {
+        None if text == "client_ip" => Some(HashKey::ClientIp),
+        None if text == "uri" => Some(HashKey::Uri),
+        Some((_, "")) | None => bad(p),
+        Some(("header", name)) => match http::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => Some(HashKey::Header(h)),
+            Err(_) => {
+                p.add(path, format!("`{name}` is not a valid header name"));
+                None
+            }
+        },
+        Some(("cookie", name)) => Some(HashKey::Cookie(name.to_string())),
+        Some(("query", name)) => Some(HashKey::Query(name.to_string())),
+        Some(_) => bad(p),
+    }
+}
+
+fn health_check(h: &HealthCheckSection, pool: &str, p: &mut Problems) -> Option<HealthCheckSpec> {
+    let path = join(pool, "health_check");
+    let probe = match h.kind.as_str() {
+        "tcp" => {
+            for (key, set) in [
+                ("path", h.path.is_some()),
+                ("expect_status", h.expect_status.is_some()),
+            ] {
+                if set {
+                    p.add(join(&path, key), "only used with `type: http`");
+                }
+            }
+            Probe::Tcp
+        }
+        "http" => {
+            let hc_path = h.path.clone().unwrap_or_else(|| "/".into());
+            if !hc_path.starts_with('/') {
+                p.add(
+                    join(&path, "path"),
+                    format!("`{hc_path}` must start with `/`"),
+                );
+            }
+            if let Some(s) = h.expect_status {
+                if !(100..=599).contains(&s) {
+                    p.add(
+                        join(&path, "expect_status"),
+                        format!("{s} is not an HTTP status (100-599)"),
+                    );
+                }
+            }
+            Probe::Http {
+                path: hc_path,
+                expect_status: h.expect_status,
+            }
+        }
+        other => {
+            p.add(
+                join(&path, "type"),
+                format!("unknown type `{other}` (expected tcp or http)"),
+            );
+            return None;
+        }
+    };
+    for (key, v) in [("rise", h.rise), ("fall", h.fall)] {
+        if v == Some(0) {
+            p.add(join(&path, key), "must be at least 1");
+        }
+    }
+    Some(HealthCheckSpec {
+        probe,
+        interval: duration(h.interval.as_deref(), &join(&path, "interval"), "1s", p),
+        timeout: duration(h.timeout.as_deref(), &join(&path, "timeout"), "1s", p),
+        rise: h.rise.unwrap_or(1).max(1),
+        fall: h.fall.unwrap_or(1).max(1),
+    })
+}
+
+fn listener(
+    file: &Path,
+    name: &str,
+    value: &Value,
+    known: &[&str],
+    p: &mut Problems,
+) -> Option<ListenerSpec> {
+    let path = format!("listeners.{name}");
+    let s: ListenerSection = p.parse(&path, value)?;
+    let bind_path = join(&path, "bind");
+    let bind_list = s.bind.to_vec();
+    if bind_list.is_empty() {
+        p.add(&bind_path, "give at least one address");
+    }
+    let binds = bind_list
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| {
+            let at = match &s.bind {
+                file::OneOrMany::One(_) => bind_path.clone(),
+                file::OneOrMany::Many(_) => format!("{bind_path}[{i}]"),
+            };
+            address(b, &at, p)
+        })
+        .collect();
+    let kind = match s.protocol.as_str() {
+        "http" => super::validate_listener::http(file, &path, &s, known, p),
+        "tcp" => super::validate_listener::tcp(&path, &s, known, p),
+        other => {
+            p.add(
+                join(&path, "protocol"),
+                format!("unknown protocol `{other}` (expected http or tcp)"),
+            );
+            None
+        }
+    }?;
+    Some(ListenerSpec {
+        name: name.to_string(),
+        binds,
+        kind,
+    })
+}
+
+/// Records a problem when `pool` is not among the `known` pools.
+pub(crate) fn check_pool(pool: &str, at: String, known: &[&str], p: &mut Problems) {
+    if !known.contains(&pool) {
+        p.add(
+            at,
+            format!("unknown pool \"{pool}\" (known: {})", known.join(", ")),
+        );
+    }
+}
+
+fn check_binds(listeners: &[ListenerSpec], admin: Option<SocketAddr>, p: &mut Problems) {
+    let mut seen: Vec<(SocketAddr, String)> = admin
+        .map(|a| (a, "admin.bind".to_string()))
+        .into_iter()
+        .collect();
+    for l in listeners {
+        for b in &l.binds {
+            if let Some((_, other)) = seen.iter().find(|(s, _)| overlaps(*s, *b)) {
+                p.add(
+                    format!("listeners.{}.bind", l.name),
+                    format!(
+                        "{b} is already used by {other}: two listeners cannot share an address"
+                    ),
+                );
+            } else {
+                seen.push((*b, format!("listeners.{}", l.name)));
+            }
+        }
+    }
+}
+
+/// Two binds conflict on the same port when their IPs are equal or one is a wildcard
+/// of the same family.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! Validation: every contract key accepted, every listed error caught at once with
+//! its key path and line.
+
+use super::*;
+
+fn check(yaml: &str) -> Result<Config, Vec<Problem>> {
+    validate(Path::new("lb.yaml"), yaml).map_err(|e| e.problems().to_vec())
+}
+
+fn problems(yaml: &str) -> Vec<Problem> {
+    check(yaml).expect_err("config should be invalid")
+}
+
+const FULL: &str = r#"
+server:
+  threads: 2
+  pid_file: /tmp/t.pid
+  upgrade_sock: /tmp/t.sock
+  grace_period: 5s
+  graceful_shutdown_timeout: 500ms
+pools:
+  web:
+    backends:
+      - 127.0.0.1:9001
+      - address: 127.0.0.1:9002
+        weight: 3
+    balance: round_robin
+    health_check: {type: http, interval: 1s, timeout: 1s, rise: 2, fall: 3, path: /health, expect_status: 200}
+    connect_timeout: 1s
+    read_timeout: 30s
+    retries: 2
+  api:
+    backends: ["[::1]:9003"]
+    balance: consistent_hash
+    hash_key: header:x-user
+  db:
+    backends: [127.0.0.1:5432]
+    balance: least_conn
+    health_check: {type: tcp}
+listeners:
+  web:
+    protocol: http
+    bind: [127.0.0.1:8080, "[::1]:8080"]
+    routes:
+      - match:
+          host: "*.example.com"
+          path_prefix: /api/
+          method: [GET, POST]
+          headers: {x-canary: "1"}
+          query: {version: 2}
+          cookie: {beta: "yes"}
+        pool: api
+      - pool: web
+  db:
+    protocol: tcp
+    bind: 127.0.0.1:15432
+    pool: db
+"#;
+
+#[test]
+fn accepts_every_contract_key() {
+    let c = check(FULL).unwrap();
+    assert_eq!(c.server.threads, 2);
+    assert_eq!(
+        c.server.graceful_shutdown_timeout,
+        Duration::from_millis(500)
+    );
+    let web = c.pool("web").unwrap();
+    assert_eq!(web.backends[1].weight, 3);
+    assert_eq!(web.retries, 2);
+    assert_eq!(web.read_timeout, Duration::from_secs(30));
+    let hc = web.health_check.as_ref().unwrap();
+    assert_eq!((hc.rise, hc.fall), (2, 3));
+    assert_eq!(
+        hc.probe,
+        Probe::Http {
+            path: "/health".into(),
+            expect_status: Some(200)
+        }
+    );
+    assert!(matches!(
+        c.pool("api").unwrap().balance,
+        Balance::ConsistentHash(HashKey::Header(_))
+    ));
+    assert_eq!(c.pool("db").unwrap().balance, Balance::LeastConn);
+    assert_eq!(c.listeners.len(), 2);
+    let l = c.listeners.iter().find(|l| l.name == "web").unwrap();
+    assert_eq!(l.binds.len(), 2);
+}
+
+#[test]
+fn defaults_apply() {
+    let c = check("pools: {p: {backends: [127.0.0.1:1]}}\nlisteners: {l: {protocol: tcp, bind: 127.0.0.1:2, pool: p}}").unwrap();
+    let p = c.pool("p").unwrap();
+    assert_eq!(p.balance, Balance::RoundRobin);
+    assert_eq!(p.connect_timeout, Duration::from_secs(1));
+    assert_eq!(p.read_timeout, Duration::from_secs(60));
+    assert_eq!(p.retries, 1);
+    assert!(p.health_check.is_none());
+}
+
+#[test]
+fn reports_every_problem_at_once_with_path_and_line() {
+    let yaml = "\
+pools:
+  web:
+    backends: []
+    balance: consistent_hash
+  api:
+    backends: [nonsense]
+    connect_timeout: soon
+    colour: blue
+listeners:
+  a:
+    protocol: http
+    bind: 127.0.0.1:8080
+    routes:
+      - match: {path_regex: \"(\"}
+        pool: web
+      - pool: apii
+  b:
+    protocol: tcp
+    bind: 127.0.0.1:8080
+    pool: nope
+";
+    let ps = problems(yaml);
+    let find = |path: &str| {
+        ps.iter()
+            .find(|p| p.path == path)
+            .unwrap_or_else(|| panic!("no problem at {path}: {ps:#?}"))
+    };
+    assert!(find("pools.web.backends").message.contains("empty"));
+    assert_eq!(find("pools.web.backends").line, Some(3));
+    assert!(find("pools.web.balance").message.contains("hash_key"));
+    assert_eq!(find("pools.api.colour").line, Some(8));
+    assert!(find("pools.api.colour").message.contains("unknown key"));
+    assert!(find("listeners.a.routes[0].match.path_regex").line == Some(14));
+    let unknown = find("listeners.a.routes[1].pool");
+    assert_eq!(unknown.message, "unknown pool \"apii\" (known: api, web)");
+    assert_eq!(unknown.line, Some(16));
+    assert!(find("listeners.b.pool")
+        .message
+        .contains("unknown pool \"nope\""));
+    assert!(find("listeners.b.bind")
+        .message
+        .contains("already used by listeners.a"));
+}
+
+#[test]
+fn unknown_pool_error_survives_bad_pool_siblings() {
+    // api's own error must not hide the reference check or the bad address.
+    let ps = problems("pools:\n  api:\n    backends: [nonsense]\n    connect_timeout: soon\nlisteners: {l: {protocol: tcp, bind: 127.0.0.1:1, pool: api}}\n");
+    assert!(
+        ps.iter()
+            .any(|p| p.path == "pools.api.backends[0]" && p.message.contains("not an address")),
+        "{ps:#?}"
+    );
+    assert!(
+        ps.iter()
+            .any(|p| p.path == "pools.api.connect_timeout" && p.message.contains("not a duration")),
+        "{ps:#?}"
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let ps = problems("pools:\n  web:\n    backends: [127.0.0.1:1\nlisteners: {}\n");
+    assert_eq!(ps.len(), 1);
+    assert!(ps[0].line.is_some(), "{ps:?}");
+}
+
+#[test]
+fn wrong_types_and_unknown_top_level_keys() {
+    let ps = problems("pool: {}\npools: {p: {backends: [127.0.0.1:1], retries: many}}\nlisteners: {l: {protocol: udp, bind: 127.0.0.1:1}}\n");
+    assert!(
+        ps.iter()
+            .any(|p| p.path == "pool" && p.message.contains("unknown key")),
+        "{ps:#?}"
+    );
+    assert!(ps.iter().any(|p| p.path == "pools.p.retries"), "{ps:#?}");
+    assert!(
+        ps.iter()
+            .any(|p| p.path == "listeners.l.protocol" && p.message.contains("udp")),
+        "{ps:#?}"
+    );
+}
+
+#[test]
+fn tls_files_must_be_readable() {
+    let ps = problems("pools: {p: {backends: [127.0.0.1:1]}}\nlisteners: {l: {protocol: http, bind: 127.0.0.1:1, tls: {cert: /nonexistent/c.pem, key: /nonexistent/k.pem}, routes: [{pool: p}]}}\n");
+    assert!(
+        ps.iter()
+            .any(|p| p.path == "listeners.l.tls.cert" && p.message.contains("cannot read")),
+        "{ps:#?}"
+    );
+    assert!(
+        ps.iter().any(|p| p.path == "listeners.l.tls.key"),
+        "{ps:#?}"
+    );
+}
+
+#[test]
+fn weights_hash_keys_and_health_settings_are_checked() {
+    let ps = problems("pools:\n  p:\n    backends: [{address: 127.0.0.1:1, weight: 0}]\n    balance: consistent_hash\n    hash_key: body\n    health_check: {type: tcp, path: /x, rise: 0}\nlisteners: {l: {protocol: tcp, bind: 127.0.0.1:2, pool: p}}\n");
+    for path in [
+        "pools.p.backends[0].weight",
+        "pools.p.hash_key",
+        "pools.p.health_check.path",
+        "pools.p.health_check.rise",
+    ] {
+        assert!(ps.iter().any(|p| p.path == path), "missing {path}: {ps:#?}");
+    }
+}
+
+#[test]
+fn rendered_message_names_file_line_and_path() {
+    let err = validate(Path::new("conf/lb.yaml"), "pools: {p: {backends: [127.0.0.1:1]}}\nlisteners:\n  l: {protocol: tcp, bind: 127.0.0.1:2, pool: q}\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "conf/lb.yaml:3: listeners.l.pool: unknown pool \"q\" (known: p)"
+    );
+}

@@ -1,0 +1,144 @@
+//! Active health checks, one probe stream per pool.
+//!
+//! Pingora's `TcpHealthCheck` and `HttpHealthCheck` do the probing; [`Recorded`] wraps
+//! either with the pool's `timeout`, records each result and its latency in the pool's
+//! [`BackendTable`] (for metrics and the status page) and logs every transition. The
+//! pool's `LoadBalancer` runs the checks as a background service, so however many
+//! listeners share a pool, each backend is probed once per interval.
+
+use crate::config::{HealthCheckSpec, Probe};
+use crate::upstream::stats::BackendTable;
+use async_trait::async_trait;
+use pingora_core::{Error, ErrorType, Result};
+use pingora_http::ResponseHeader;
+use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora_load_balancing::Backend;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Builds the health check of pool `pool` from its settings.
+pub fn build(
+    pool: &str,
+    spec: &HealthCheckSpec,
+    table: Arc<BackendTable>,
+) -> Box<dyn HealthCheck + Send + Sync> {
+    let inner: Box<dyn HealthCheck + Send + Sync> = match &spec.probe {
+        Probe::Tcp => {
+            let mut hc = TcpHealthCheck::new();
+            hc.consecutive_success = spec.rise;
+            hc.consecutive_failure = spec.fall;
+            hc.peer_template.options.connection_timeout = Some(spec.timeout);
+            hc
+        }
+        Probe::Http {
+            path,
+            expect_status,
+        } => {
+            let mut hc = HttpHealthCheck::new(pool, false);
+            hc.consecutive_success = spec.rise;
+            hc.consecutive_failure = spec.fall;
+            hc.peer_template.options.connection_timeout = Some(spec.timeout);
+            hc.peer_template.options.read_timeout = Some(spec.timeout);
+            // The request path; `Host` stays the pool name.
+            hc.req
+                .set_uri(path.parse().unwrap_or_else(|_| http::Uri::from_static("/")));
+            let expect = *expect_status;
+            hc.validator = Some(Box::new(move |resp: &ResponseHeader| {
+                check_status(resp.status.as_u16(), expect)
+            }));
+            Box::new(hc)
+        }
+    };
+    Box::new(Recorded {
+        pool: pool.to_string(),
+        inner,
+        timeout: spec.timeout,
+        table,
+    })
+}
+
+/// Accepts `expect` exactly, or any 2xx when no status is configured.
+fn check_status(status: u16, expect: Option<u16>) -> Result<()> {
+    let ok = match expect {
+        Some(e) => status == e,
+        None => (200..300).contains(&status),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Error::e_explain(
+            ErrorType::CustomCode("unexpected health check status", status),
+            format!(
+                "status {status}, expected {}",
+                expect.map_or("2xx".to_string(), |e| e.to_string())
+            ),
+        )
+    }
+}
+
+/// A health check that bounds each probe by the pool's timeout and records results.
+struct Recorded {
+    pool: String,
+    inner: Box<dyn HealthCheck + Send + Sync>,
+    timeout: std::time::Duration,
+    table: Arc<BackendTable>,
+}
+
+#[async_trait]
+impl HealthCheck for Recorded {
+    async fn check(&self, target: &Backend) -> Result<()> {
+        let start = Instant::now();
+        let result = match tokio::time::timeout(self.timeout, self.inner.check(target)).await {
+            Ok(r) => r,
+            Err(_) => Error::e_explain(
+                ErrorType::ConnectTimedout,
+                format!("no answer within {:?}", self.timeout),
+            ),
+        };
+        if let Some(i) = self.table.index_of(&target.addr) {
+            let b = self.table.get(i);
+            b.last_check_micros
+                .store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+            b.last_check
+                .store(if result.is_ok() { 1 } else { 2 }, Ordering::Relaxed);
+            if let Err(e) = &result {
+                if let Ok(mut last) = b.last_error.lock() {
+                    *last = e.to_string();
+                }
+            }
+        }
+        result
+    }
+
+    async fn health_status_change(&self, target: &Backend, healthy: bool) {
+        let state = if healthy { "up" } else { "down" };
+        log::warn!("pool {}: backend {} is {state}", self.pool, target.addr);
+        if let Some(i) = self.table.index_of(&target.addr) {
+            self.table
+                .get(i)
+                .transitions
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.health_status_change(target, healthy).await;
+    }
+
+    fn health_threshold(&self, success: bool) -> usize {
+        self.inner.health_threshold(success)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_status;
+
+    #[test]
+    fn status_rules() {
+        assert!(check_status(200, None).is_ok());
+        assert!(check_status(204, None).is_ok());
+        assert!(check_status(301, None).is_err());
+        assert!(check_status(503, None).is_err());
+        assert!(check_status(204, Some(204)).is_ok());
+        assert!(check_status(200, Some(204)).is_err());
+    }
+}

@@ -1,0 +1,214 @@
+//! The L7 listener: Pingora's `ProxyHttp`, kept thin.
+//!
+//! `request_filter` finds the route (404 when none); `upstream_peer` asks the route's
+//! pool for a backend (503 when none is eligible); `fail_to_connect` retries on another
+//! backend while `retries` allows; `fail_to_proxy` maps a read timeout to 504 and other
+//! upstream failures to 502. `X-Forwarded-*` headers are added on the way out; `Host`
+//! is left as the client sent it. Bodies stream through Pingora untouched.
+
+use super::key::http_key;
+use crate::routing::RouteTable;
+use crate::upstream::{Chosen, Pool};
+use async_trait::async_trait;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::RequestHeader;
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Where a route sends requests.
+pub struct RouteTarget {
+    /// `LISTENER[i]`, for logs and metrics.
+    pub name: String,
+    /// The pool, shared with every other listener naming it.
+    pub pool: Arc<Pool>,
+}
+
+/// One HTTP listener's proxy logic.
+pub struct HttpProxy {
+    /// The listener's name.
+    pub listener: String,
+    /// Whether the listener terminates TLS (for `X-Forwarded-Proto`).
+    pub tls: bool,
+    /// The compiled route table.
+    pub routes: RouteTable<RouteTarget>,
+}
+
+/// Per-request state.
+#[derive(Default)]
+pub struct RequestCtx {
+    route: Option<usize>,
+    tried: Vec<SocketAddr>,
+    chosen: Option<Chosen>,
+}
+
+impl HttpProxy {
+    fn target(&self, ctx: &RequestCtx) -> Option<&RouteTarget> {
+        let i = ctx.route?;
+        self.routes.iter().nth(i)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for HttpProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    /// Runs first: picks the route. No route → 404.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        match self.routes.find(session.req_header()) {
+            Some((i, _)) => {
+                ctx.route = Some(i);
+                Ok(false)
+            }
+            None => {
+                session.respond_error(404).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Chooses a backend from the route's pool, skipping those already tried.
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let target = self
+            .target(ctx)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
+        let pool = &target.pool;
+        let chosen = if pool.uses_key() {
+            let key = http_key(&pool.spec.balance, session);
+            pool.select(&key, &ctx.tried)
+        } else {
+            pool.select(b"", &ctx.tried)
+        };
+        let Some(chosen) = chosen else {
+            // Nothing eligible at all is 503; nothing left after failed attempts is 502.
+            let status = if ctx.tried.is_empty() { 503 } else { 502 };
+            return Error::e_explain(
+                ErrorType::HTTPStatus(status),
+                format!("pool {} has no eligible backend", pool.name()),
+            );
+        };
+        let mut peer = HttpPeer::new(chosen.addr, false, String::new());
+        peer.options.connection_timeout = Some(pool.spec.connect_timeout);
+        peer.options.read_timeout = Some(pool.spec.read_timeout);
+        ctx.tried.push(chosen.addr);
+        ctx.chosen = Some(chosen);
+        Ok(Box::new(peer))
+    }
+
+    /// Adds `X-Forwarded-For` (appended), `-Proto` and `-Host`.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(ip) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        {
+            let xff = match req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+                _ => ip.to_string(),
+            };
+            req.insert_header("x-forwarded-for", xff)?;
+        }
+        req.insert_header("x-forwarded-proto", if self.tls { "https" } else { "http" })?;
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .cloned()
+            .or_else(|| req.uri.authority().and_then(|a| a.as_str().parse().ok()));
+        if let Some(host) = host {
+            req.insert_header("x-forwarded-host", host)?;
+        }
+        Ok(())
+    }
+
+    /// Connecting failed: retry on another backend while `retries` allows.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(chosen) = ctx.chosen.take() {
+            chosen
+                .lease
+                .stats()
+                .connect_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(target) = self.target(ctx) {
+            let pool = &target.pool;
+            log::warn!("pool {}: connecting to {peer} failed: {e}", pool.name());
+            if ctx.tried.len() <= pool.spec.retries && pool.has_candidate(&ctx.tried) {
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    /// Answers a failed request: 504 when the backend did not answer in time, 502 for
+    /// other backend failures, the given status for our own refusals.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = error_status(e);
+        if code > 0 {
+            if let Err(err) = session.respond_error(code).await {
+                log::debug!("could not send {code} to the client: {err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: matches!(e.etype(), ErrorType::HTTPStatus(_)),
+        }
+    }
+}
+
+/// The status sent for an error, or 0 when the client is gone.
+fn error_status(e: &Error) -> u16 {
+    use ErrorType::*;
+    match (e.etype(), e.esource()) {
+        (HTTPStatus(code), _) => *code,
+        (ReadTimedout | WriteTimedout, ErrorSource::Upstream) => 504,
+        (_, ErrorSource::Upstream) => 502,
+        (WriteError | ReadError | ConnectionClosed, ErrorSource::Downstream) => 0,
+        (_, ErrorSource::Downstream) => 400,
+        _ => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        let up = |t| *Error::new(t).into_up();
+        let down = |t| *Error::new(t).into_down();
+        assert_eq!(error_status(&up(ErrorType::ReadTimedout)), 504);
+        assert_eq!(error_status(&up(ErrorType::ConnectRefused)), 502);
+        assert_eq!(error_status(&up(ErrorType::ConnectTimedout)), 502);
+        assert_eq!(error_status(&Error::new(ErrorType::HTTPStatus(503))), 503);
+        assert_eq!(error_status(&down(ErrorType::ConnectionClosed)), 0);
+    }
+}

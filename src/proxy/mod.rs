@@ -1,0 +1,6 @@
+//! The request path: the L7 `ProxyHttp` implementation ([`http`]) and the L4 TCP
+//! proxy ([`tcp`]), both thin layers over routing and the shared pools.
+
+pub mod http;
+mod key;
+pub mod tcp;

@@ -1,0 +1,138 @@
+//! Pools: one Pingora `LoadBalancer` per configured pool, shared through an `Arc` by
+//! every listener that names it, with its health check run once in a background
+//! service.
+//!
+//! [`Pool::select`] returns a [`Chosen`] backend whose [`Lease`] counts it as active
+//! until dropped, which is what `least_conn` balances on.
+
+mod selection;
+pub mod stats;
+
+use crate::config::{Balance, PoolSpec};
+use futures::FutureExt;
+use pingora_core::services::background::{background_service, GenBackgroundService};
+use pingora_load_balancing::discovery::Static;
+use pingora_load_balancing::{Backend, Backends, LoadBalancer};
+pub use selection::{BalanceConfig, Balancer};
+use stats::{BackendTable, Lease};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The background service that runs a pool's health checks.
+pub type HealthService = GenBackgroundService<LoadBalancer<Balancer>>;
+
+/// A named, shared set of backends.
+pub struct Pool {
+    /// The validated settings.
+    pub spec: PoolSpec,
+    lb: Arc<LoadBalancer<Balancer>>,
+    table: Arc<BackendTable>,
+    max_iterations: usize,
+}
+
+/// A backend chosen for one request or connection.
+#[derive(Debug)]
+pub struct Chosen {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// Counts the use as active until dropped.
+    pub lease: Lease,
+}
+
+impl Pool {
+    /// Builds the pool, and the background service to add to the server when it has a
+    /// health check.
+    pub fn build(spec: PoolSpec) -> (Arc<Pool>, Option<HealthService>) {
+        let table = Arc::new(BackendTable::new(
+            spec.backends.iter().map(|b| (b.addr, b.weight)),
+        ));
+        let set: BTreeSet<Backend> = spec
+            .backends
+            .iter()
+            .map(|b| {
+                let mut backend = Backend::new(&b.addr.to_string()).expect("validated address");
+                backend.weight = b.weight;
+                backend
+            })
+            .collect();
+        let config = BalanceConfig {
+            balance: spec.balance.clone(),
+            table: table.clone(),
+        };
+        let mut lb =
+            LoadBalancer::from_backends_with_config(Backends::new(Static::new(set)), Some(config));
+        lb.update()
+            .now_or_never()
+            .expect("static discovery does not wait")
+            .expect("static discovery does not fail");
+        let (lb, service) = match &spec.health_check {
+            Some(hc) => {
+                lb.set_health_check(crate::health::build(&spec.name, hc, table.clone()));
+                lb.health_check_frequency = Some(hc.interval);
+                lb.parallel_health_check = true;
+                let service =
+                    background_service(&format!("health checks of pool {}", spec.name), lb);
+                (service.task(), Some(service))
+            }
+            None => (Arc::new(lb), None),
+        };
+        let max_iterations = spec.backends.len() * 8 + 16;
+        let pool = Pool {
+            spec,
+            lb,
+            table,
+            max_iterations,
+        };
+        (Arc::new(pool), service)
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Chooses an eligible backend for `key` (used by `consistent_hash`), skipping
+    /// those in `tried`.
+    pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<Chosen> {
+        let backend = self
+            .lb
+            .select_with(key, self.max_iterations, |b, healthy| {
+                healthy
+                    && !tried.iter().any(|t| {
+                        b.addr == pingora_core::protocols::l4::socket::SocketAddr::Inet(*t)
+                    })
+            })?;
+        let index = self.table.index_of(&backend.addr)?;
+        Some(Chosen {
+            addr: self.table.get(index).addr,
+            lease: Lease::new(self.table.clone(), index),
+        })
+    }
+
+    /// Whether a backend other than those in `tried` is eligible.
+    pub fn has_candidate(&self, tried: &[SocketAddr]) -> bool {
+        self.table
+            .iter()
+            .any(|b| !tried.contains(&b.addr) && self.is_healthy(b.addr))
+    }
+
+    /// Whether `addr` is currently eligible (healthy or never checked).
+    pub fn is_healthy(&self, addr: SocketAddr) -> bool {
+        let mut probe = Backend::new(&addr.to_string()).expect("a socket address");
+        if let Some(b) = self.spec.backends.iter().find(|b| b.addr == addr) {
+            probe.weight = b.weight;
+        }
+        self.lb.backends().ready(&probe)
+    }
+
+    /// Live counters of every backend.
+    pub fn table(&self) -> &Arc<BackendTable> {
+        &self.table
+    }
+
+    /// Whether selection uses a key at all.
+    pub fn uses_key(&self) -> bool {
+        matches!(self.spec.balance, Balance::ConsistentHash(_))
+    }
+}

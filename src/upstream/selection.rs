@@ -1,0 +1,143 @@
+//! Backend selection for every `balance` mode behind one Pingora `BackendSelection`.
+//!
+//! Pingora provides weighted round robin, weighted random and ketama hashing; Tioga
+//! adds `least_conn`, which reads the live active counts kept in [`BackendTable`].
+//! One concrete selector type lets every pool use the same `LoadBalancer<Balancer>`.
+
+use super::stats::BackendTable;
+use crate::config::Balance;
+use pingora_load_balancing::selection::consistent::{KetamaHashing, OwnedNodeIterator};
+use pingora_load_balancing::selection::weighted::WeightedIterator;
+use pingora_load_balancing::selection::{
+    algorithms, BackendIter, BackendSelection, Random, RoundRobin,
+};
+use pingora_load_balancing::Backend;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// What a selector is built with: the pool's mode and its live per-backend counters.
+pub struct BalanceConfig {
+    /// The configured mode.
+    pub balance: Balance,
+    /// Live counters, read by `least_conn`.
+    pub table: Arc<BackendTable>,
+}
+
+/// The selector for one pool.
+pub enum Balancer {
+    /// Weighted round robin.
+    RoundRobin(Arc<RoundRobin>),
+    /// Weighted random.
+    Random(Arc<Random>),
+    /// Ketama consistent hashing.
+    Hash(Arc<KetamaHashing>),
+    /// Fewest active relative to weight.
+    LeastConn(Arc<LeastConn>),
+}
+
+impl BackendSelection for Balancer {
+    type Iter = BalancerIter;
+    type Config = BalanceConfig;
+
+    fn build_with_config(backends: &BTreeSet<Backend>, config: &BalanceConfig) -> Self {
+        match config.balance {
+            Balance::RoundRobin => Balancer::RoundRobin(Arc::new(RoundRobin::build(backends))),
+            Balance::Random => Balancer::Random(Arc::new(Random::build(backends))),
+            Balance::ConsistentHash(_) => Balancer::Hash(Arc::new(KetamaHashing::build(backends))),
+            Balance::LeastConn => Balancer::LeastConn(Arc::new(LeastConn {
+                backends: backends.iter().cloned().collect(),
+                table: config.table.clone(),
+                next: AtomicUsize::new(0),
+            })),
+        }
+    }
+
+    fn build(backends: &BTreeSet<Backend>) -> Self {
+        Balancer::RoundRobin(Arc::new(RoundRobin::build(backends)))
+    }
+
+    fn iter(self: &Arc<Self>, key: &[u8]) -> BalancerIter {
+        match self.as_ref() {
+            Balancer::RoundRobin(s) => BalancerIter::RoundRobin(s.iter(key)),
+            Balancer::Random(s) => BalancerIter::Random(s.iter(key)),
+            Balancer::Hash(s) => BalancerIter::Hash(s.iter(key)),
+            Balancer::LeastConn(s) => BalancerIter::LeastConn(s.order()),
+        }
+    }
+}
+
+/// Iterator over candidates, first choice first.
+pub enum BalancerIter {
+    /// See [`Balancer::RoundRobin`].
+    RoundRobin(WeightedIterator<algorithms::RoundRobin>),
+    /// See [`Balancer::Random`].
+    Random(WeightedIterator<algorithms::Random>),
+    /// See [`Balancer::Hash`].
+    Hash(OwnedNodeIterator),
+    /// See [`Balancer::LeastConn`].
+    LeastConn(LeastConnIter),
+}
+
+impl BackendIter for BalancerIter {
+    fn next(&mut self) -> Option<&Backend> {
+        match self {
+            BalancerIter::RoundRobin(i) => i.next(),
+            BalancerIter::Random(i) => i.next(),
+            BalancerIter::Hash(i) => i.next(),
+            BalancerIter::LeastConn(i) => i.next(),
+        }
+    }
+}
+
+/// Least connections: the backend with the fewest active requests or connections
+/// per unit of weight; ties are broken in rotation so equal backends share load.
+pub struct LeastConn {
+    backends: Vec<Backend>,
+    table: Arc<BackendTable>,
+    next: AtomicUsize,
+}
+
+impl LeastConn {
+    /// Candidates ordered by `active / weight`, ascending.
+    fn order(self: &Arc<Self>) -> LeastConnIter {
+        let n = self.backends.len();
+        let start = if n == 0 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        };
+        let mut order: Vec<(usize, usize, usize)> = (0..n)
+            .map(|k| {
+                let i = (start + k) % n;
+                let b = &self.backends[i];
+                (i, self.table.active_of(&b.addr), b.weight.max(1))
+            })
+            .collect();
+        // Stable sort keeps the rotation order among equal loads.
+        order.sort_by(|a, b| (a.1 * b.2).cmp(&(b.1 * a.2)));
+        LeastConnIter {
+            owner: self.clone(),
+            order: order.into_iter().map(|(i, _, _)| i).collect(),
+            pos: 0,
+        }
+    }
+}
+
+/// Iterator for [`LeastConn`].
+pub struct LeastConnIter {
+    owner: Arc<LeastConn>,
+    order: Vec<usize>,
+    pos: usize,
+}
+
+impl BackendIter for LeastConnIter {
+    fn next(&mut self) -> Option<&Backend> {
+        let i = *self.order.get(self.pos)?;
+        self.pos += 1;
+        self.owner.backends.get(i)
+    }
+}
+
+#[cfg(test)]
+mod tests;

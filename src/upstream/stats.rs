@@ -1,0 +1,113 @@
+//! Live per-backend counters: active requests/connections (which `least_conn` reads),
+//! totals and failures. Backends are fixed for the life of a process (a config change
+//! is an upgrade), so the table is a plain slice indexed by position.
+
+use pingora_core::protocols::l4::socket::SocketAddr as PeerAddr;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Counters for one backend.
+#[derive(Debug)]
+pub struct BackendStats {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its weight.
+    pub weight: usize,
+    /// Requests or connections in flight.
+    pub active: AtomicUsize,
+    /// Requests or connections handed to it.
+    pub total: AtomicU64,
+    /// Connect failures.
+    pub connect_failures: AtomicU64,
+    /// Result of the last health check: 0 none yet, 1 passed, 2 failed.
+    pub last_check: AtomicU8,
+    /// Latency of the last health check, in microseconds.
+    pub last_check_micros: AtomicU64,
+    /// Health transitions (up → down and down → up).
+    pub transitions: AtomicU64,
+    /// Why the last failed check failed.
+    pub last_error: Mutex<String>,
+}
+
+/// Counters for every backend of a pool.
+#[derive(Debug)]
+pub struct BackendTable {
+    backends: Box<[BackendStats]>,
+}
+
+impl BackendTable {
+    /// A table for `(addr, weight)` pairs.
+    pub fn new(backends: impl IntoIterator<Item = (SocketAddr, usize)>) -> Self {
+        let backends = backends
+            .into_iter()
+            .map(|(addr, weight)| BackendStats {
+                addr,
+                weight,
+                active: AtomicUsize::new(0),
+                total: AtomicU64::new(0),
+                connect_failures: AtomicU64::new(0),
+                last_check: AtomicU8::new(0),
+                last_check_micros: AtomicU64::new(0),
+                transitions: AtomicU64::new(0),
+                last_error: Mutex::new(String::new()),
+            })
+            .collect();
+        Self { backends }
+    }
+
+    /// All backends' counters, in config order.
+    pub fn iter(&self) -> impl Iterator<Item = &BackendStats> {
+        self.backends.iter()
+    }
+
+    /// Position of `addr`. Pools are small, so a scan beats hashing.
+    pub fn index_of(&self, addr: &PeerAddr) -> Option<usize> {
+        let PeerAddr::Inet(addr) = addr else {
+            return None;
+        };
+        self.backends.iter().position(|b| b.addr == *addr)
+    }
+
+    /// Counters at position `i`.
+    pub fn get(&self, i: usize) -> &BackendStats {
+        &self.backends[i]
+    }
+
+    /// Active count of `addr` (0 when unknown).
+    pub fn active_of(&self, addr: &PeerAddr) -> usize {
+        self.index_of(addr)
+            .map_or(0, |i| self.backends[i].active.load(Ordering::Relaxed))
+    }
+}
+
+/// One request or connection counted as active on a backend until dropped.
+#[derive(Debug)]
+pub struct Lease {
+    table: Arc<BackendTable>,
+    index: usize,
+}
+
+impl Lease {
+    /// Counts one more active use of backend `index`.
+    pub fn new(table: Arc<BackendTable>, index: usize) -> Self {
+        let b = table.get(index);
+        b.active.fetch_add(1, Ordering::Relaxed);
+        b.total.fetch_add(1, Ordering::Relaxed);
+        Self { table, index }
+    }
+
+    /// The backend's counters.
+    pub fn stats(&self) -> &BackendStats {
+        self.table.get(self.index)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.table
+            .get(self.index)
+            .active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}

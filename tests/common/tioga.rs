@@ -1,0 +1,267 @@
+//! Runs the real `tioga` binary for a test: writes the YAML config into a fresh temp
+//! dir, starts `tioga -c FILE`, sends its stdout and stderr to a log file beside the
+//! config, and polls until every listener given accepts TCP (the contract's readiness).
+//! The process is killed when the handle drops; if the test is failing, the log is
+//! printed then, so a red test shows what Tioga said.
+//!
+//! In the YAML, `@DIR@` is replaced by the temp dir's path, for files the config must
+//! name (`pid_file: @DIR@/tioga.pid`, `upgrade_sock: @DIR@/upgrade.sock`).
+//!
+//! Ports: use [`free_addr`] for listener addresses. It binds port 0 and releases it, so
+//! another process could take the port before Tioga binds it; that race is rare enough
+//! for tests and keeps every port ephemeral.
+
+use std::fs::{self, File};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_tioga");
+/// File name of the config inside the temp dir, for assertions on error messages.
+pub const CONFIG_FILE: &str = "tioga.yaml";
+/// How long [`Tioga::start`] waits for the listeners, and [`check_config`] for `-t`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Pause between two readiness or exit probes.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    free_addr().port()
+}
+
+/// An address on 127.0.0.1 whose port was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr")
+}
+
+/// Makes a temp dir and writes `yaml` (with `@DIR@` expanded) as [`CONFIG_FILE`] in it.
+fn write_config(yaml: &str) -> (Arc<TempDir>, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("tioga-test-")
+        .tempdir()
+        .expect("create temp dir");
+    let config = dir.path().join(CONFIG_FILE);
+    let text = yaml.replace("@DIR@", &dir.path().display().to_string());
+    fs::write(&config, text).expect("write config");
+    (Arc::new(dir), config)
+}
+
+/// Turns an exit status into one number: the exit code, or 128 + signal.
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Runs `tioga -c FILE -t` on `yaml`; returns its exit code (128 + signal if killed)
+/// and its stderr. The file is named [`CONFIG_FILE`].
+pub fn check_config(yaml: &str) -> (i32, String) {
+    let (dir, config) = write_config(yaml);
+    let err_path = dir.path().join("check.stderr");
+    let err = File::create(&err_path).expect("create stderr file");
+    let mut child = Command::new(BIN)
+        .arg("-c")
+        .arg(&config)
+        .arg("-t")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("start tioga -t");
+    let status = wait_child(&mut child, READY_TIMEOUT);
+    let stderr = fs::read_to_string(&err_path).unwrap_or_default();
+    match status {
+        Some(status) => (exit_code(status), stderr),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tioga -t did not exit within {READY_TIMEOUT:?}; stderr:\n{stderr}");
+        }
+    }
+}
+
+/// Polls `child` until it exits or `timeout` passes.
+fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A running `tioga` process; killed (SIGKILL) and reaped on drop.
+pub struct Tioga {
+    child: Child,
+    dir: Arc<TempDir>,
+    config: PathBuf,
+    log: PathBuf,
+    exited: Option<ExitStatus>,
+}
+
+/// Numbers log files so processes sharing a dir (upgrades) keep separate logs.
+static NEXT_LOG: AtomicUsize = AtomicUsize::new(0);
+
+impl Tioga {
+    /// Writes `yaml` to a temp dir, runs `tioga -c FILE` and waits until every address
+    /// in `ready` accepts TCP. Panics, printing the log, if Tioga exits or is not ready
+    /// within [`READY_TIMEOUT`].
+    pub fn start(yaml: &str, ready: &[SocketAddr]) -> Tioga {
+        let mut tioga = Tioga::spawn(yaml, &[]);
+        tioga.wait_ready(ready);
+        tioga
+    }
+
+    /// Writes `yaml` to a temp dir and runs `tioga -c FILE ARGS...` without waiting.
+    pub fn spawn(yaml: &str, args: &[&str]) -> Tioga {
+        let (dir, config) = write_config(yaml);
+        Tioga::spawn_in(dir, config, args)
+    }
+
+    /// Runs another `tioga -c FILE ARGS...` on this one's config file and temp dir,
+    /// without waiting: the new process of an upgrade (`&["-u"]`).
+    pub fn spawn_again(&self, args: &[&str]) -> Tioga {
+        Tioga::spawn_in(self.dir.clone(), self.config.clone(), args)
+    }
+
+    fn spawn_in(dir: Arc<TempDir>, config: PathBuf, args: &[&str]) -> Tioga {
+        let n = NEXT_LOG.fetch_add(1, Ordering::SeqCst);
+        let log = dir.path().join(format!("tioga-{n}.log"));
+        let out = File::create(&log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        let child = Command::new(BIN)
+            .arg("-c")
+            .arg(&config)
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start tioga");
+        Tioga {
+            child,
+            dir,
+            config,
+            log,
+            exited: None,
+        }
+    }
+
+    /// Polls until every address in `addrs` accepts TCP. Panics, printing the log, if
+    /// the process exits first or [`READY_TIMEOUT`] passes.
+    pub fn wait_ready(&mut self, addrs: &[SocketAddr]) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut pending: Vec<SocketAddr> = addrs.to_vec();
+        loop {
+            pending.retain(|addr| TcpStream::connect_timeout(addr, POLL * 10).is_err());
+            if pending.is_empty() {
+                return;
+            }
+            if let Some(status) = self.wait_exit(Duration::ZERO) {
+                panic!(
+                    "tioga exited ({status}) before {pending:?} accepted connections; log:\n{}",
+                    self.log()
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "tioga: {pending:?} not accepting connections after {READY_TIMEOUT:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The temp dir holding the config and logs (`@DIR@` in the YAML).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The config file passed with `-c`.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Replaces the config file's contents (`@DIR@` expanded), e.g. before an upgrade.
+    pub fn rewrite_config(&self, yaml: &str) {
+        let text = yaml.replace("@DIR@", &self.dir().display().to_string());
+        fs::write(&self.config, text).expect("rewrite config");
+    }
+
+    /// The log file (stdout and stderr together).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Everything the process printed so far.
+    pub fn log(&self) -> String {
+        fs::read(&self.log)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Sends a signal by name (`"TERM"`, `"SIGQUIT"`, `"INT"`, ...) with `kill(1)`.
+    pub fn signal(&self, sig: &str) {
+        let name = sig.trim_start_matches("SIG");
+        let status = Command::new("kill")
+            .arg("-s")
+            .arg(name)
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} {} failed", self.pid());
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.wait_exit(Duration::ZERO).is_none()
+    }
+
+    /// Waits up to `timeout` for the process to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = wait_child(&mut self.child, timeout);
+        }
+        self.exited
+    }
+
+    /// The exit code of an exited process (128 + signal if killed by one).
+    pub fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
+        self.wait_exit(timeout).map(exit_code)
+    }
+}
+
+impl Drop for Tioga {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- tioga log ({}) ----\n{}---- end of tioga log ----",
+                self.log.display(),
+                self.log()
+            );
+        }
+    }
+}
