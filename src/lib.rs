@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod filter;
 pub mod health;
 pub mod proxy;
 pub mod routing;
@@ -23,14 +24,61 @@ pub mod upstream;
 use clap::Parser;
 use std::process::ExitCode;
 
-/// A Tioga program: parses the command line and runs (or checks) the configuration.
+/// A Tioga program: the built-in filters plus any a Rust program registers, run with
+/// the same command line as the `tioga` binary.
+///
+/// ```no_run
+/// use tioga::prelude::*;
+///
+/// struct Hello;
+///
+/// #[async_trait]
+/// impl Filter for Hello {
+///     async fn request(&self, _req: &mut RequestHeader, _ctx: &mut Context<'_>) -> Result<Decision> {
+///         Ok(Decision::Respond(Response::new(200).body("hello\n")))
+///     }
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     // In YAML: `filters: [{hello: {}}]`
+///     Tioga::builder()
+///         .filter("hello", |_: serde_yaml::Value| Ok::<_, String>(Hello))
+///         .run_from_args()
+/// }
+/// ```
 #[derive(Debug, Default)]
-pub struct Tioga {}
+pub struct Tioga {
+    filters: filter::Registry,
+}
 
 impl Tioga {
-    /// A Tioga program with the built-in behaviour.
+    /// A Tioga program with the built-in filters.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Same as [`Tioga::new`]; reads well before a chain of [`Tioga::filter`] calls.
+    pub fn builder() -> Self {
+        Self::default()
+    }
+
+    /// Registers a filter under `name`, usable in YAML as `- NAME: SETTINGS` exactly like
+    /// the built-in ones. `build` receives the settings deserialized into `S`; see
+    /// [`filter::Registry::register`].
+    pub fn filter<S, F, E, C>(mut self, name: &str, build: C) -> Self
+    where
+        S: serde::de::DeserializeOwned,
+        F: filter::Filter,
+        E: std::fmt::Display,
+        C: Fn(S) -> Result<F, E> + Send + Sync + 'static,
+    {
+        self.filters.register(name, build);
+        self
+    }
+
+    /// The filters this program knows.
+    pub fn filters(&self) -> &filter::Registry {
+        &self.filters
     }
 
     /// Parses the process's arguments (`-c FILE [-t|-d|-u]`) and runs. Returns only on
@@ -38,7 +86,7 @@ impl Tioga {
     pub fn run_from_args(self) -> ExitCode {
         let args = cli::Args::parse();
         init_logging();
-        let config = match config::Config::load(&args.conf) {
+        let config = match config::Config::load(&args.conf, &self.filters) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("{e}");
@@ -68,6 +116,17 @@ impl Tioga {
             }
         }
     }
+}
+
+/// What a filter author needs, in one import.
+pub mod prelude {
+    pub use crate::filter::settings::{Cidr, Duration, Key, Pattern};
+    pub use crate::filter::{Context, Decision, Filter, Registry, Response, Scope};
+    pub use crate::Tioga;
+    pub use async_trait::async_trait;
+    pub use bytes::Bytes;
+    pub use pingora_error::{Error, ErrorType, Result};
+    pub use pingora_http::{RequestHeader, ResponseHeader};
 }
 
 fn init_logging() {

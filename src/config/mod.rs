@@ -104,6 +104,28 @@ pub enum HashKey {
     Query(String),
 }
 
+impl std::str::FromStr for HashKey {
+    type Err = String;
+
+    /// Parses `client_ip | uri | header:NAME | cookie:NAME | query:NAME`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("unknown key `{text}` (expected client_ip, uri, header:NAME, cookie:NAME or query:NAME)")
+        };
+        match text.split_once(':') {
+            None if text == "client_ip" => Ok(HashKey::ClientIp),
+            None if text == "uri" => Ok(HashKey::Uri),
+            Some((_, "")) | None => Err(bad()),
+            Some(("header", name)) => http::HeaderName::from_bytes(name.as_bytes())
+                .map(HashKey::Header)
+                .map_err(|_| format!("`{name}` is not a valid header name")),
+            Some(("cookie", name)) => Ok(HashKey::Cookie(name.to_string())),
+            Some(("query", name)) => Ok(HashKey::Query(name.to_string())),
+            Some(_) => Err(bad()),
+        }
+    }
+}
+
 /// An active health check.
 #[derive(Debug, Clone)]
 pub struct HealthCheckSpec {
@@ -158,6 +180,8 @@ pub enum ListenerKind {
     Tcp {
         /// The pool it forwards to.
         pool: String,
+        /// Connection filters, in order.
+        filters: Vec<FilterSpec>,
     },
 }
 
@@ -177,18 +201,36 @@ pub struct RouteSpec {
     pub name: String,
     /// Its conditions.
     pub matcher: Matcher,
-    /// The pool that serves it.
-    pub pool: String,
+    /// The pool that serves it; `None` for a route whose filters always answer.
+    pub pool: Option<String>,
+    /// Filters, in order.
+    pub filters: Vec<FilterSpec>,
+}
+
+/// A filter built from the config, with the name it was configured under.
+#[derive(Clone)]
+pub struct FilterSpec {
+    /// The filter's registered name.
+    pub name: String,
+    /// The filter.
+    pub filter: std::sync::Arc<dyn crate::filter::Filter>,
+}
+
+impl std::fmt::Debug for FilterSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FilterSpec({})", self.name)
+    }
 }
 
 impl Config {
-    /// Reads and validates `file`, returning every problem at once.
-    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+    /// Reads and validates `file`, building filters from `filters`, and returns every
+    /// problem at once.
+    pub fn load(file: &Path, filters: &crate::filter::Registry) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
             file: file.to_path_buf(),
             source,
         })?;
-        validate::validate(file, &text)
+        validate::validate(file, &text, filters)
     }
 
     /// The pool named `name`.

@@ -10,6 +10,7 @@ use super::error::{ConfigError, Problem};
 use super::file::{self, BackendEntry, HealthCheckSection, ListenerSection, PoolSection};
 use super::source::LineIndex;
 use super::*;
+use crate::filter::Registry;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
@@ -82,7 +83,7 @@ pub(crate) fn join(a: &str, b: &str) -> String {
 }
 
 /// Validates the text of `file`.
-pub fn validate(file: &Path, text: &str) -> Result<Config, ConfigError> {
+pub fn validate(file: &Path, text: &str, filters: &Registry) -> Result<Config, ConfigError> {
     let invalid = |problems| ConfigError::Invalid {
         file: file.to_path_buf(),
         problems,
@@ -99,7 +100,7 @@ pub fn validate(file: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     };
     let mut p = Problems::default();
-    let config = build(file, &root, &mut p);
+    let config = build(file, &root, filters, &mut p);
     if p.list.is_empty() {
         if let Some(config) = config {
             return Ok(config);
@@ -114,7 +115,7 @@ pub fn validate(file: &Path, text: &str) -> Result<Config, ConfigError> {
     Err(invalid(problems))
 }
 
-fn build(file: &Path, root: &Value, p: &mut Problems) -> Option<Config> {
+fn build(file: &Path, root: &Value, filters: &Registry, p: &mut Problems) -> Option<Config> {
     let Some(map) = root.as_mapping() else {
         p.add(
             "",
@@ -140,9 +141,14 @@ fn build(file: &Path, root: &Value, p: &mut Problems) -> Option<Config> {
     let raw_pools = named(map.get("pools"), "pools", p);
     // Every named pool counts as known, even one with problems of its own.
     let known: Vec<&str> = raw_pools.keys().map(String::as_str).collect();
+    let context = super::validate_listener::Context {
+        file,
+        known: &known,
+        filters,
+    };
     let listeners = named(map.get("listeners"), "listeners", p)
         .into_iter()
-        .filter_map(|(name, v)| listener(file, &name, &v, &known, p))
+        .filter_map(|(name, v)| listener(&context, &name, &v, p))
         .collect::<Vec<_>>();
     let pools = raw_pools
         .iter()
@@ -382,27 +388,9 @@ fn balance(s: &PoolSection, path: &str, p: &mut Problems) -> Option<Balance> {
     Some(balance)
 }
 
-/// Parses `client_ip | uri | header:NAME | cookie:NAME | query:NAME`.
-pub(crate) fn hash_key(text: &str, path: &str, p: &mut Problems) -> Option<HashKey> {
-    let bad = |p: &mut Problems| {
-        p.add(path, format!("unknown key `{text}` (expected client_ip, uri, header:NAME, cookie:NAME or query:NAME)"));
-        None
-    };
-    match text.split_once(':') {
-        None if text == "client_ip" => Some(HashKey::ClientIp),
-        None if text == "uri" => Some(HashKey::Uri),
-        Some((_, "")) | None => bad(p),
-        Some(("header", name)) => match http::HeaderName::from_bytes(name.as_bytes()) {
-            Ok(h) => Some(HashKey::Header(h)),
-            Err(_) => {
-                p.add(path, format!("`{name}` is not a valid header name"));
-                None
-            }
-        },
-        Some(("cookie", name)) => Some(HashKey::Cookie(name.to_string())),
-        Some(("query", name)) => Some(HashKey::Query(name.to_string())),
-        Some(_) => bad(p),
-    }
+/// Parses a `hash_key`, recording a problem when it is not one.
+fn hash_key(text: &str, path: &str, p: &mut Problems) -> Option<HashKey> {
+    text.parse().map_err(|e: String| p.add(path, e)).ok()
 }
 
 fn health_check(h: &HealthCheckSection, pool: &str, p: &mut Problems) -> Option<HealthCheckSpec> {
@@ -463,10 +451,9 @@ fn health_check(h: &HealthCheckSection, pool: &str, p: &mut Problems) -> Option<
 }
 
 fn listener(
-    file: &Path,
+    cx: &super::validate_listener::Context,
     name: &str,
     value: &Value,
-    known: &[&str],
     p: &mut Problems,
 ) -> Option<ListenerSpec> {
     let path = format!("listeners.{name}");
@@ -488,8 +475,8 @@ fn listener(
         })
         .collect();
     let kind = match s.protocol.as_str() {
-        "http" => super::validate_listener::http(file, &path, &s, known, p),
-        "tcp" => super::validate_listener::tcp(&path, &s, known, p),
+        "http" => super::validate_listener::http(cx, &path, &s, p),
+        "tcp" => super::validate_listener::tcp(cx, &path, &s, p),
         other => {
             p.add(
                 join(&path, "protocol"),

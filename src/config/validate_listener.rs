@@ -1,18 +1,30 @@
-//! Validation of one listener's protocol-specific part: routes and TLS for HTTP,
-//! the pool for TCP. Split from `validate` to keep each file to one concern.
+//! Validation of one listener's protocol-specific part: routes, filters and TLS for
+//! HTTP; the pool and connection filters for TCP. Split from `validate` to keep each
+//! file to one concern.
 
 use super::file::{ListenerSection, RouteSection};
 use super::validate::{check_pool, join, Problems};
-use super::{ListenerKind, RouteSpec, TlsSpec};
+use super::{FilterSpec, ListenerKind, RouteSpec, TlsSpec};
+use crate::filter::{Registry, Scope};
 use crate::routing::Matcher;
+use serde_yaml::Value;
 use std::path::{Path, PathBuf};
+
+/// What listener validation needs from the rest of the file.
+pub(super) struct Context<'a> {
+    /// The config file (relative TLS paths may be beside it).
+    pub file: &'a Path,
+    /// Names of every configured pool.
+    pub known: &'a [&'a str],
+    /// Filters that can be named.
+    pub filters: &'a Registry,
+}
 
 /// Validates an `http` listener.
 pub(super) fn http(
-    file: &Path,
+    cx: &Context,
     path: &str,
     s: &ListenerSection,
-    known: &[&str],
     p: &mut Problems,
 ) -> Option<ListenerKind> {
     if s.pool.is_some() {
@@ -29,7 +41,7 @@ pub(super) fn http(
     }
     let tls = s.tls.as_ref().and_then(|t| {
         let tls_path = join(path, "tls");
-        let base = file.parent().unwrap_or(Path::new("."));
+        let base = cx.file.parent().unwrap_or(Path::new("."));
         let cert = pem_file(base, &t.cert, &join(&tls_path, "cert"), "CERTIFICATE", p);
         let key = pem_file(base, &t.key, &join(&tls_path, "key"), "PRIVATE KEY", p);
         Some(TlsSpec {
@@ -52,17 +64,24 @@ pub(super) fn http(
     let routes = raw_routes
         .iter()
         .enumerate()
-        .filter_map(|(i, v)| route(listener, i, &format!("{routes_path}[{i}]"), v, known, p))
+        .filter_map(|(i, v)| {
+            route(
+                cx,
+                &format!("{listener}[{i}]"),
+                &format!("{routes_path}[{i}]"),
+                v,
+                p,
+            )
+        })
         .collect();
     Some(ListenerKind::Http { tls, routes })
 }
 
 fn route(
-    listener: &str,
-    i: usize,
+    cx: &Context,
+    name: &str,
     path: &str,
-    value: &serde_yaml::Value,
-    known: &[&str],
+    value: &Value,
     p: &mut Problems,
 ) -> Option<RouteSpec> {
     let r: RouteSection = p.parse(path, value)?;
@@ -75,31 +94,33 @@ fn route(
             None
         }
     };
-    if let Some(filters) = &r.filters {
-        if !filters.is_empty() {
-            p.add(join(path, "filters"), "route filters are not supported yet");
+    let filters = filters(
+        cx,
+        r.filters.as_deref().unwrap_or_default(),
+        &join(path, "filters"),
+        Scope::Http,
+        p,
+    );
+    match &r.pool {
+        Some(pool) => check_pool(pool, join(path, "pool"), cx.known, p),
+        None if filters.is_empty() => {
+            p.add(join(path, "pool"), "missing: a route names the pool that serves it (only a route with filters that answer, like `redirect`, may leave it out)");
         }
+        None => {}
     }
-    let Some(pool) = r.pool else {
-        p.add(
-            join(path, "pool"),
-            "missing: every route names the pool that serves it",
-        );
-        return None;
-    };
-    check_pool(&pool, join(path, "pool"), known, p);
     Some(RouteSpec {
-        name: format!("{listener}[{i}]"),
+        name: name.to_string(),
         matcher: matcher?,
-        pool,
+        pool: r.pool,
+        filters,
     })
 }
 
 /// Validates a `tcp` listener.
 pub(super) fn tcp(
+    cx: &Context,
     path: &str,
     s: &ListenerSection,
-    known: &[&str],
     p: &mut Problems,
 ) -> Option<ListenerKind> {
     if s.tls.is_some() {
@@ -114,18 +135,61 @@ pub(super) fn tcp(
             "routes are for http listeners only: a tcp listener names one `pool`",
         );
     }
-    if s.filters.as_ref().is_some_and(|f| !f.is_empty()) {
-        p.add(
-            join(path, "filters"),
-            "tcp listener filters are not supported yet",
-        );
-    }
+    let filters = filters(
+        cx,
+        s.filters.as_deref().unwrap_or_default(),
+        &join(path, "filters"),
+        Scope::HttpAndTcp,
+        p,
+    );
     let Some(pool) = &s.pool else {
         p.add(join(path, "pool"), "missing: a tcp listener needs `pool`");
         return None;
     };
-    check_pool(pool, join(path, "pool"), known, p);
-    Some(ListenerKind::Tcp { pool: pool.clone() })
+    check_pool(pool, join(path, "pool"), cx.known, p);
+    Some(ListenerKind::Tcp {
+        pool: pool.clone(),
+        filters,
+    })
+}
+
+/// Builds a `filters:` list; each item is a one-key map `NAME: SETTINGS`. On a TCP
+/// listener (`needs` = `HttpAndTcp`) only filters with a connection hook are allowed.
+fn filters(
+    cx: &Context,
+    list: &[Value],
+    path: &str,
+    needs: Scope,
+    p: &mut Problems,
+) -> Vec<FilterSpec> {
+    let known = || cx.filters.names().collect::<Vec<_>>().join(", ");
+    let mut out = Vec::new();
+    for (j, item) in list.iter().enumerate() {
+        let at = format!("{path}[{j}]");
+        let entry = item
+            .as_mapping()
+            .filter(|m| m.len() == 1)
+            .and_then(|m| m.iter().next());
+        let Some((Value::String(name), settings)) = entry else {
+            p.add(&at, format!("a filter is a one-key map `NAME: SETTINGS`, such as `- strip_prefix: /api` (known filters: {})", known()));
+            continue;
+        };
+        let at = join(&at, name);
+        match cx.filters.build(name, settings) {
+            None => p.add(&at, format!("unknown filter `{name}` (known: {})", known())),
+            Some(Err(e)) => p.add(join(&at, &e.path), e.message),
+            Some(Ok(filter))
+                if needs == Scope::HttpAndTcp && filter.scope() != Scope::HttpAndTcp =>
+            {
+                p.add(&at, format!("filter `{name}` works on HTTP routes only; it has no connection hook for a tcp listener"));
+            }
+            Some(Ok(filter)) => out.push(FilterSpec {
+                name: name.clone(),
+                filter,
+            }),
+        }
+    }
+    out
 }
 
 /// Checks that a PEM file can be read and holds a block of `kind`. Relative paths are

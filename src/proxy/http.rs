@@ -1,28 +1,42 @@
 //! The L7 listener: Pingora's `ProxyHttp`, kept thin.
 //!
-//! `request_filter` finds the route (404 when none); `upstream_peer` asks the route's
+//! `request_filter` finds the route (404 when none) and runs its filters' request
+//! hooks, which may answer; `upstream_peer` asks the route's
 //! pool for a backend (503 when none is eligible); `fail_to_connect` retries on another
 //! backend while `retries` allows; `fail_to_proxy` maps a read timeout to 504 and other
 //! upstream failures to 502. `X-Forwarded-*` headers are added on the way out; `Host`
 //! is left as the client sent it. Bodies stream through Pingora untouched.
 
-use super::key::http_key;
+use crate::config::Balance;
+use crate::filter::{Context, Decision, Filter, Response};
+use crate::routing::key::request_key;
 use crate::routing::RouteTable;
 use crate::upstream::{Chosen, Pool};
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
-use pingora_http::RequestHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Where a route sends requests.
 pub struct RouteTarget {
     /// `LISTENER[i]`, for logs and metrics.
     pub name: String,
-    /// The pool, shared with every other listener naming it.
-    pub pool: Arc<Pool>,
+    /// The pool, shared with every other listener naming it; `None` when the route's
+    /// filters always answer.
+    pub pool: Option<Arc<Pool>>,
+    /// The route's filters, in order.
+    pub filters: Box<[Arc<dyn Filter>]>,
+}
+
+impl RouteTarget {
+    fn pool_name(&self) -> &str {
+        self.pool.as_ref().map_or("", |p| p.name())
+    }
 }
 
 /// One HTTP listener's proxy logic.
@@ -41,13 +55,53 @@ pub struct RequestCtx {
     route: Option<usize>,
     tried: Vec<SocketAddr>,
     chosen: Option<Chosen>,
+    client: Option<SocketAddr>,
+    /// Filters' typed per-request state.
+    state: http::Extensions,
 }
 
 impl HttpProxy {
-    fn target(&self, ctx: &RequestCtx) -> Option<&RouteTarget> {
-        let i = ctx.route?;
-        self.routes.iter().nth(i)
+    fn target(&self, route: Option<usize>) -> Option<&RouteTarget> {
+        self.routes.get(route?)
     }
+
+    /// Runs `hook` for each filter of the request's route with its context.
+    fn each_filter(
+        &self,
+        ctx: &mut RequestCtx,
+        mut hook: impl FnMut(&dyn Filter, &mut Context<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let Some(target) = self.target(ctx.route) else {
+            return Ok(());
+        };
+        for f in target.filters.iter() {
+            let mut fctx = Context::new(
+                &self.listener,
+                Some(&target.name),
+                target.pool_name(),
+                ctx.client,
+                self.tls,
+                &mut ctx.state,
+            );
+            hook(f.as_ref(), &mut fctx)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sends a filter's answer to the client.
+async fn respond(session: &mut Session, resp: Response) -> Result<()> {
+    let mut head = ResponseHeader::build(resp.status, Some(resp.headers.len() + 1))?;
+    for (k, v) in resp.headers {
+        head.append_header(k, v)?;
+    }
+    head.insert_header(http::header::CONTENT_LENGTH, resp.body.len())?;
+    let empty = resp.body.is_empty();
+    session.write_response_header(Box::new(head), empty).await?;
+    if !empty {
+        session.write_response_body(Some(resp.body), true).await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -58,18 +112,30 @@ impl ProxyHttp for HttpProxy {
         RequestCtx::default()
     }
 
-    /// Runs first: picks the route. No route → 404.
+    /// Runs first: picks the route (no route → 404), then runs the route's filters'
+    /// request hooks in order; the first that answers ends the request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        match self.routes.find(session.req_header()) {
-            Some((i, _)) => {
-                ctx.route = Some(i);
-                Ok(false)
-            }
-            None => {
-                session.respond_error(404).await?;
-                Ok(true)
+        let Some((i, target)) = self.routes.find(session.req_header()) else {
+            session.respond_error(404).await?;
+            return Ok(true);
+        };
+        ctx.route = Some(i);
+        ctx.client = session.client_addr().and_then(|a| a.as_inet()).copied();
+        for f in target.filters.iter() {
+            let mut fctx = Context::new(
+                &self.listener,
+                Some(&target.name),
+                target.pool_name(),
+                ctx.client,
+                self.tls,
+                &mut ctx.state,
+            );
+            if let Decision::Respond(resp) = f.request(session.req_header_mut(), &mut fctx).await? {
+                respond(session, resp).await?;
+                return Ok(true);
             }
         }
+        Ok(false)
     }
 
     /// Chooses a backend from the route's pool, skipping those already tried.
@@ -79,14 +145,26 @@ impl ProxyHttp for HttpProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let target = self
-            .target(ctx)
+            .target(ctx.route)
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
-        let pool = &target.pool;
-        let chosen = if pool.uses_key() {
-            let key = http_key(&pool.spec.balance, session);
-            pool.select(&key, &ctx.tried)
-        } else {
-            pool.select(b"", &ctx.tried)
+        let Some(pool) = &target.pool else {
+            return Error::e_explain(
+                ErrorType::HTTPStatus(503),
+                format!(
+                    "route {} has no pool and its filters did not answer",
+                    target.name
+                ),
+            );
+        };
+        let chosen = match &pool.spec.balance {
+            Balance::ConsistentHash(key) => {
+                let client = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip());
+                pool.select(&request_key(key, session.req_header(), client), &ctx.tried)
+            }
+            _ => pool.select(b"", &ctx.tried),
         };
         let Some(chosen) = chosen else {
             // Nothing eligible at all is 503; nothing left after failed attempts is 502.
@@ -109,7 +187,7 @@ impl ProxyHttp for HttpProxy {
         &self,
         session: &mut Session,
         req: &mut RequestHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(ip) = session
             .client_addr()
@@ -135,7 +213,29 @@ impl ProxyHttp for HttpProxy {
         if let Some(host) = host {
             req.insert_header("x-forwarded-host", host)?;
         }
-        Ok(())
+        self.each_filter(ctx, |f, fctx| f.upstream_request(req, fctx))
+    }
+
+    /// Runs the route's filters on the backend's response head.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        self.each_filter(ctx, |f, fctx| f.response(resp, fctx))
+    }
+
+    /// Runs the route's filters on each response body chunk.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        self.each_filter(ctx, |f, fctx| f.response_body(body, end_of_stream, fctx))?;
+        Ok(None)
     }
 
     /// Connecting failed: retry on another backend while `retries` allows.
@@ -153,8 +253,7 @@ impl ProxyHttp for HttpProxy {
                 .connect_failures
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        if let Some(target) = self.target(ctx) {
-            let pool = &target.pool;
+        if let Some(pool) = self.target(ctx.route).and_then(|t| t.pool.as_ref()) {
             log::warn!("pool {}: connecting to {peer} failed: {e}", pool.name());
             if ctx.tried.len() <= pool.spec.retries && pool.has_candidate(&ctx.tried) {
                 e.set_retry(true);

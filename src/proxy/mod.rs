@@ -2,5 +2,4 @@
 //! proxy ([`tcp`]), both thin layers over routing and the shared pools.
 
 pub mod http;
-mod key;
 pub mod tcp;

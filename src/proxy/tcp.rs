@@ -6,7 +6,8 @@
 //! both ways; an EOF from one side is passed on as a half-close, and the connection is
 //! closed when neither side has sent anything for `read_timeout`.
 
-use super::key::ip_key;
+use crate::filter::{Context, Decision, Filter};
+use crate::routing::key::ip_key;
 use crate::upstream::{Chosen, Pool};
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
@@ -28,6 +29,8 @@ pub struct TcpProxy {
     pub listener: String,
     /// The pool it forwards to.
     pub pool: Arc<Pool>,
+    /// Connection filters, in order.
+    pub filters: Box<[Arc<dyn Filter>]>,
 }
 
 #[async_trait]
@@ -40,6 +43,9 @@ impl ServerApp for TcpProxy {
         let peer = client
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+        if !self.admit(peer).await {
+            return None; // dropping `client` closes it
+        }
         let Some((upstream, chosen)) = self.connect(peer).await else {
             return None; // dropping `client` closes it at once
         };
@@ -56,6 +62,37 @@ impl ServerApp for TcpProxy {
 }
 
 impl TcpProxy {
+    /// Runs the connection filters; false when one refuses the connection.
+    async fn admit(&self, client: Option<SocketAddr>) -> bool {
+        let mut state = http::Extensions::new();
+        for f in self.filters.iter() {
+            let mut ctx = Context::new(
+                &self.listener,
+                None,
+                self.pool.name(),
+                client,
+                false,
+                &mut state,
+            );
+            match f.connection(&mut ctx).await {
+                Ok(Decision::Continue) => {}
+                Ok(Decision::Respond(r)) => {
+                    log::debug!(
+                        "listener {}: connection from {client:?} refused ({})",
+                        self.listener,
+                        r.status
+                    );
+                    return false;
+                }
+                Err(e) => {
+                    log::warn!("listener {}: connection filter failed: {e}", self.listener);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// Connects to a backend, retrying others on failure.
     async fn connect(&self, client: Option<SocketAddr>) -> Option<(TcpStream, Chosen)> {
         let pool = &self.pool;

@@ -22,6 +22,7 @@ pub use cookie::cookie_value;
 pub use query::query_value;
 mod header;
 mod host;
+pub mod key;
 mod method;
 mod path;
 mod query;

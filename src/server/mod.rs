@@ -128,7 +128,8 @@ fn build_services(
                         .map(|r| {
                             let target = RouteTarget {
                                 name: r.name,
-                                pool: pools[&r.pool].clone(),
+                                pool: r.pool.map(|p| pools[&p].clone()),
+                                filters: r.filters.into_iter().map(|f| f.filter).collect(),
                             };
                             (r.matcher, target)
                         })
@@ -154,10 +155,11 @@ fn build_services(
                 }
                 services.push(Box::new(service));
             }
-            ListenerKind::Tcp { pool } => {
+            ListenerKind::Tcp { pool, filters } => {
                 let app = TcpProxy {
                     listener: l.name.clone(),
                     pool: pools[&pool].clone(),
+                    filters: filters.into_iter().map(|f| f.filter).collect(),
                 };
                 let mut service = Service::new(name, app);
                 for addr in &l.binds {

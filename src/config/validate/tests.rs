@@ -4,7 +4,8 @@
 use super::*;
 
 fn check(yaml: &str) -> Result<Config, Vec<Problem>> {
-    validate(Path::new("lb.yaml"), yaml).map_err(|e| e.problems().to_vec())
+    validate(Path::new("lb.yaml"), yaml, &Registry::with_builtins())
+        .map_err(|e| e.problems().to_vec())
 }
 
 fn problems(yaml: &str) -> Vec<Problem> {
@@ -214,7 +215,12 @@ fn weights_hash_keys_and_health_settings_are_checked() {
 
 #[test]
 fn rendered_message_names_file_line_and_path() {
-    let err = validate(Path::new("conf/lb.yaml"), "pools: {p: {backends: [127.0.0.1:1]}}\nlisteners:\n  l: {protocol: tcp, bind: 127.0.0.1:2, pool: q}\n").unwrap_err();
+    let err = validate(
+        Path::new("conf/lb.yaml"),
+        "pools: {p: {backends: [127.0.0.1:1]}}\nlisteners:\n  l: {protocol: tcp, bind: 127.0.0.1:2, pool: q}\n",
+        &Registry::with_builtins(),
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "conf/lb.yaml:3: listeners.l.pool: unknown pool \"q\" (known: p)"
