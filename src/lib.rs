@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod filter;
 pub mod health;
+pub mod observability;
 pub mod proxy;
 pub mod routing;
 pub mod server;

@@ -32,6 +32,16 @@ pub struct AdminSection {
     pub bind: String,
 }
 
+/// `access_log:` — one line per HTTP request and TCP connection (Tioga's extension).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSection {
+    /// `stdout` (default), `stderr` or a file path.
+    pub target: Option<String>,
+    /// `json` (default) or `combined`.
+    pub format: Option<String>,
+}
+
 /// One entry of `pools.NAME.backends`: either `"host:port"` or a map.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]

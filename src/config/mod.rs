@@ -27,6 +27,8 @@ pub struct Config {
     pub server: ServerSettings,
     /// The admin endpoint, if any.
     pub admin: Option<SocketAddr>,
+    /// The access log, if enabled.
+    pub access_log: Option<AccessLogSpec>,
     /// Pools, in name order.
     pub pools: Vec<PoolSpec>,
     /// Listeners, in name order.
@@ -46,6 +48,15 @@ pub struct ServerSettings {
     pub grace_period: Duration,
     /// How long to wait for in-flight work after the grace period.
     pub graceful_shutdown_timeout: Duration,
+}
+
+/// Where and how the access log is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogSpec {
+    /// Where lines go.
+    pub target: crate::observability::access_log::Target,
+    /// How lines look.
+    pub format: crate::observability::access_log::Format,
 }
 
 /// A named backend set.

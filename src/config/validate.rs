@@ -16,7 +16,7 @@ use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::net::ToSocketAddrs;
 
-const TOP_KEYS: &[&str] = &["server", "admin", "pools", "listeners"];
+const TOP_KEYS: &[&str] = &["server", "admin", "access_log", "pools", "listeners"];
 
 /// Collects problems with their key paths.
 #[derive(Default)]
@@ -138,6 +138,7 @@ fn build(file: &Path, root: &Value, filters: &Registry, p: &mut Problems) -> Opt
     }
     let server = server(map.get("server"), p);
     let admin = map.get("admin").and_then(|v| admin(v, p));
+    let access_log = map.get("access_log").and_then(|v| access_log(v, p));
     let raw_pools = named(map.get("pools"), "pools", p);
     // Every named pool counts as known, even one with problems of its own.
     let known: Vec<&str> = raw_pools.keys().map(String::as_str).collect();
@@ -159,6 +160,7 @@ fn build(file: &Path, root: &Value, filters: &Registry, p: &mut Problems) -> Opt
         file: file.to_path_buf(),
         server: server?,
         admin,
+        access_log,
         pools,
         listeners,
     })
@@ -234,6 +236,51 @@ fn server(value: Option<&Value>, p: &mut Problems) -> Option<ServerSettings> {
 fn admin(value: &Value, p: &mut Problems) -> Option<SocketAddr> {
     let a: file::AdminSection = p.parse("admin", value)?;
     address(&a.bind, "admin.bind", p)
+}
+
+fn access_log(value: &Value, p: &mut Problems) -> Option<AccessLogSpec> {
+    use crate::observability::access_log::{Format, Target};
+    let a: file::AccessLogSection = match value {
+        Value::Null => file::AccessLogSection::default(),
+        v => p.parse("access_log", v)?,
+    };
+    let target = match a.target.as_deref().unwrap_or("stdout") {
+        "stdout" => Target::Stdout,
+        "stderr" => Target::Stderr,
+        "" => {
+            p.add(
+                "access_log.target",
+                "empty: use stdout, stderr or a file path",
+            );
+            return None;
+        }
+        path => {
+            let path = PathBuf::from(path);
+            if let Err(e) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+            {
+                p.add(
+                    "access_log.target",
+                    format!("cannot open {} for appending: {e}", path.display()),
+                );
+            }
+            Target::File(path)
+        }
+    };
+    let format = match a.format.as_deref().unwrap_or("json") {
+        "json" => Format::Json,
+        "combined" => Format::Combined,
+        other => {
+            p.add(
+                "access_log.format",
+                format!("unknown format `{other}` (expected json or combined)"),
+            );
+            return None;
+        }
+    };
+    Some(AccessLogSpec { target, format })
 }
 
 /// Parses a duration such as `500ms`, `1s`, `2m`; records a problem and returns the

@@ -9,6 +9,8 @@
 
 use crate::config::Balance;
 use crate::filter::{Context, Decision, Filter, Response};
+use crate::observability::metrics::{GaugeGuard, ListenerMetrics, RouteMetrics};
+use crate::observability::AccessLog;
 use crate::routing::key::request_key;
 use crate::routing::RouteTable;
 use crate::upstream::{Chosen, Pool};
@@ -20,17 +22,19 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where a route sends requests.
 pub struct RouteTarget {
     /// `LISTENER[i]`, for logs and metrics.
-    pub name: String,
+    pub name: Arc<str>,
     /// The pool, shared with every other listener naming it; `None` when the route's
     /// filters always answer.
     pub pool: Option<Arc<Pool>>,
     /// The route's filters, in order.
     pub filters: Box<[Arc<dyn Filter>]>,
+    /// The route's request counters.
+    pub metrics: RouteMetrics,
 }
 
 impl RouteTarget {
@@ -42,15 +46,20 @@ impl RouteTarget {
 /// One HTTP listener's proxy logic.
 pub struct HttpProxy {
     /// The listener's name.
-    pub listener: String,
+    pub listener: Arc<str>,
     /// Whether the listener terminates TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
     /// The compiled route table.
     pub routes: RouteTable<RouteTarget>,
+    /// The listener's gauges.
+    pub metrics: ListenerMetrics,
+    /// Counters of requests that matched no route.
+    pub no_route: RouteMetrics,
+    /// The access log, if enabled.
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 /// Per-request state.
-#[derive(Default)]
 pub struct RequestCtx {
     route: Option<usize>,
     tried: Vec<SocketAddr>,
@@ -58,6 +67,11 @@ pub struct RequestCtx {
     client: Option<SocketAddr>,
     /// Filters' typed per-request state.
     state: http::Extensions,
+    start: Instant,
+    upstream_start: Option<Instant>,
+    upstream_head: Option<Instant>,
+    retries: u32,
+    _active: Option<GaugeGuard>,
 }
 
 impl HttpProxy {
@@ -109,18 +123,30 @@ impl ProxyHttp for HttpProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            route: None,
+            tried: Vec::new(),
+            chosen: None,
+            client: None,
+            state: http::Extensions::new(),
+            start: Instant::now(),
+            upstream_start: None,
+            upstream_head: None,
+            retries: 0,
+            _active: None,
+        }
     }
 
     /// Runs first: picks the route (no route → 404), then runs the route's filters'
     /// request hooks in order; the first that answers ends the request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx._active = Some(GaugeGuard::new(&self.metrics.active));
+        ctx.client = session.client_addr().and_then(|a| a.as_inet()).copied();
         let Some((i, target)) = self.routes.find(session.req_header()) else {
             session.respond_error(404).await?;
             return Ok(true);
         };
         ctx.route = Some(i);
-        ctx.client = session.client_addr().and_then(|a| a.as_inet()).copied();
         for f in target.filters.iter() {
             let mut fctx = Context::new(
                 &self.listener,
@@ -179,6 +205,7 @@ impl ProxyHttp for HttpProxy {
         peer.options.read_timeout = Some(pool.spec.read_timeout);
         ctx.tried.push(chosen.addr);
         ctx.chosen = Some(chosen);
+        ctx.upstream_start.get_or_insert_with(Instant::now);
         Ok(Box::new(peer))
     }
 
@@ -223,6 +250,9 @@ impl ProxyHttp for HttpProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.upstream_start.is_some() {
+            ctx.upstream_head.get_or_insert_with(Instant::now);
+        }
         self.each_filter(ctx, |f, fctx| f.response(resp, fctx))
     }
 
@@ -257,9 +287,43 @@ impl ProxyHttp for HttpProxy {
             log::warn!("pool {}: connecting to {peer} failed: {e}", pool.name());
             if ctx.tried.len() <= pool.spec.retries && pool.has_candidate(&ctx.tried) {
                 e.set_retry(true);
+                ctx.retries += 1;
+                pool.table().count_retry();
             }
         }
         e
+    }
+
+    /// Runs when the request is done: counts it and writes its access-log line.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or_else(|| e.map_or(0, error_status));
+        let elapsed = ctx.start.elapsed();
+        let target = self.target(ctx.route);
+        target
+            .map_or(&self.no_route, |t| &t.metrics)
+            .record(status, elapsed.as_secs_f64());
+        if status >= 500 {
+            if let Some(chosen) = &ctx.chosen {
+                chosen
+                    .lease
+                    .stats()
+                    .errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        if let Some(log) = &self.access_log {
+            log.log(super::http_log::entry(
+                session,
+                &self.listener,
+                target,
+                ctx_summary(ctx),
+                status,
+                elapsed,
+            ));
+        }
     }
 
     /// Answers a failed request: 504 when the backend did not answer in time, 502 for
@@ -280,6 +344,23 @@ impl ProxyHttp for HttpProxy {
             error_code: code,
             can_reuse_downstream: matches!(e.etype(), ErrorType::HTTPStatus(_)),
         }
+    }
+}
+
+/// What the access log needs from the request's context.
+fn ctx_summary(ctx: &RequestCtx) -> super::http_log::Summary {
+    super::http_log::Summary {
+        client: ctx.client,
+        backend: ctx
+            .chosen
+            .as_ref()
+            .map(|c| c.addr)
+            .or_else(|| ctx.tried.last().copied()),
+        upstream: ctx
+            .upstream_start
+            .zip(ctx.upstream_head)
+            .map(|(a, b)| b.duration_since(a)),
+        retries: ctx.retries,
     }
 }
 

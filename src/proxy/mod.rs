@@ -2,4 +2,5 @@
 //! proxy ([`tcp`]), both thin layers over routing and the shared pools.
 
 pub mod http;
+mod http_log;
 pub mod tcp;

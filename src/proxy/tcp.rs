@@ -7,12 +7,16 @@
 //! closed when neither side has sent anything for `read_timeout`.
 
 use crate::filter::{Context, Decision, Filter};
+use crate::observability::access_log::Entry;
+use crate::observability::metrics::{GaugeGuard, TcpMetrics};
+use crate::observability::AccessLog;
 use crate::routing::key::ip_key;
 use crate::upstream::{Chosen, Pool};
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
 use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
+use prometheus::IntCounter;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,11 +30,27 @@ const COPY_BUFFER: usize = 32 * 1024;
 /// One TCP listener's proxy logic.
 pub struct TcpProxy {
     /// The listener's name.
-    pub listener: String,
+    pub listener: Arc<str>,
     /// The pool it forwards to.
     pub pool: Arc<Pool>,
     /// Connection filters, in order.
     pub filters: Box<[Arc<dyn Filter>]>,
+    /// The listener's counters.
+    pub metrics: TcpMetrics,
+    /// The access log, if enabled.
+    pub access_log: Option<Arc<AccessLog>>,
+}
+
+/// How a connection went, for metrics and the access log: `status` is 0 when bytes
+/// were relayed, 403 when a filter refused the client, 503 when no backend was
+/// eligible and 502 when connecting failed.
+#[derive(Default)]
+struct Outcome {
+    backend: Option<SocketAddr>,
+    status: u16,
+    retries: u32,
+    bytes_in: u64,
+    bytes_out: u64,
 }
 
 #[async_trait]
@@ -40,22 +60,38 @@ impl ServerApp for TcpProxy {
         client: Stream,
         _shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let start = Instant::now();
+        let _active = GaugeGuard::new(&self.metrics.active);
+        self.metrics.connections.inc();
         let peer = client
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+        let mut outcome = Outcome::default();
         if !self.admit(peer).await {
-            return None; // dropping `client` closes it
+            outcome.status = 403; // dropping `client` closes it
+        } else {
+            match self.connect(peer, &mut outcome).await {
+                Ok((upstream, chosen)) => {
+                    outcome.backend = Some(chosen.addr);
+                    let idle = self.pool.spec.read_timeout;
+                    if let Err(e) = relay(client, upstream, idle, &self.metrics, &mut outcome).await
+                    {
+                        chosen.lease.stats().errors.fetch_add(1, Ordering::Relaxed);
+                        log::debug!(
+                            "listener {}: connection to {} ended: {e}",
+                            self.listener,
+                            chosen.addr
+                        );
+                    }
+                }
+                Err(status) => outcome.status = status,
+            }
         }
-        let Some((upstream, chosen)) = self.connect(peer).await else {
-            return None; // dropping `client` closes it at once
-        };
-        let read_timeout = self.pool.spec.read_timeout;
-        if let Err(e) = relay(client, upstream, read_timeout).await {
-            log::debug!(
-                "listener {}: connection to {} ended: {e}",
-                self.listener,
-                chosen.addr
-            );
+        if outcome.status != 0 {
+            self.metrics.failed.inc();
+        }
+        if let Some(log) = &self.access_log {
+            log.log(self.entry(peer, outcome, start.elapsed()));
         }
         None
     }
@@ -93,8 +129,13 @@ impl TcpProxy {
         true
     }
 
-    /// Connects to a backend, retrying others on failure.
-    async fn connect(&self, client: Option<SocketAddr>) -> Option<(TcpStream, Chosen)> {
+    /// Connects to a backend, retrying others on failure; on failure returns the
+    /// status to log (503 nothing eligible, 502 connecting failed).
+    async fn connect(
+        &self,
+        client: Option<SocketAddr>,
+        outcome: &mut Outcome,
+    ) -> Result<(TcpStream, Chosen), u16> {
         let pool = &self.pool;
         let key = if pool.uses_key() {
             ip_key(client.map(|a| a.ip()))
@@ -109,7 +150,7 @@ impl TcpProxy {
                     self.listener,
                     pool.name()
                 );
-                return None;
+                return Err(if tried.is_empty() { 503 } else { 502 });
             };
             tried.push(chosen.addr);
             match tokio::time::timeout(pool.spec.connect_timeout, TcpStream::connect(chosen.addr))
@@ -117,15 +158,15 @@ impl TcpProxy {
             {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    return Some((stream, chosen));
+                    return Ok((stream, chosen));
                 }
-                outcome => {
+                failed => {
                     chosen
                         .lease
                         .stats()
                         .connect_failures
                         .fetch_add(1, Ordering::Relaxed);
-                    let why = match outcome {
+                    let why = match failed {
                         Ok(Err(e)) => e.to_string(),
                         _ => "timed out".to_string(),
                     };
@@ -134,36 +175,78 @@ impl TcpProxy {
                         pool.name(),
                         chosen.addr
                     );
-                    if tried.len() > pool.spec.retries {
-                        return None;
+                    if tried.len() > pool.spec.retries || !pool.has_candidate(&tried) {
+                        return Err(502);
                     }
+                    outcome.retries += 1;
+                    pool.table().count_retry();
                 }
             }
+        }
+    }
+
+    fn entry(&self, client: Option<SocketAddr>, o: Outcome, elapsed: Duration) -> Entry {
+        Entry {
+            time: std::time::SystemTime::now(),
+            protocol: "tcp",
+            client,
+            listener: self.listener.clone(),
+            route: None,
+            pool: Some(Arc::from(self.pool.name())),
+            backend: o.backend,
+            method: String::new(),
+            path: String::new(),
+            host: String::new(),
+            referer: String::new(),
+            user_agent: String::new(),
+            status: o.status,
+            duration: elapsed.as_secs_f64(),
+            upstream_duration: None,
+            bytes_in: o.bytes_in,
+            bytes_out: o.bytes_out,
+            retries: o.retries,
         }
     }
 }
 
 /// Copies both ways until both sides are done or the connection idles out.
-async fn relay(client: Stream, upstream: TcpStream, idle: Duration) -> std::io::Result<()> {
+async fn relay(
+    client: Stream,
+    upstream: TcpStream,
+    idle: Duration,
+    m: &TcpMetrics,
+    o: &mut Outcome,
+) -> std::io::Result<()> {
     let start = Instant::now();
     let last = AtomicU64::new(0);
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut ur, mut uw) = upstream.into_split();
+    let (mut bytes_in, mut bytes_out) = (0, 0);
     let both = async {
         let (a, b) = tokio::join!(
-            pump(&mut cr, &mut uw, &last, start),
-            pump(&mut ur, &mut cw, &last, start)
+            pump(&mut cr, &mut uw, &last, start, &m.bytes_in, &mut bytes_in),
+            pump(&mut ur, &mut cw, &last, start, &m.bytes_out, &mut bytes_out)
         );
         a.and(b)
     };
-    tokio::select! {
+    let result = tokio::select! {
         r = both => r,
         () = idle_out(&last, start, idle) => Ok(()),
-    }
+    };
+    o.bytes_in = bytes_in;
+    o.bytes_out = bytes_out;
+    result
 }
 
-/// Copies `r` to `w`, half-closing `w` at EOF, and stamps activity in `last`.
-async fn pump<R, W>(r: &mut R, w: &mut W, last: &AtomicU64, start: Instant) -> std::io::Result<()>
+/// Copies `r` to `w`, half-closing `w` at EOF, counting bytes and stamping activity.
+async fn pump<R, W>(
+    r: &mut R,
+    w: &mut W,
+    last: &AtomicU64,
+    start: Instant,
+    counter: &IntCounter,
+    total: &mut u64,
+) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
@@ -175,6 +258,8 @@ where
             return w.shutdown().await;
         }
         w.write_all(&buf[..n]).await?;
+        counter.inc_by(n as u64);
+        *total += n as u64;
         last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }

@@ -20,6 +20,8 @@ pub struct BackendStats {
     pub total: AtomicU64,
     /// Connect failures.
     pub connect_failures: AtomicU64,
+    /// 5xx answers and failed relays.
+    pub errors: AtomicU64,
     /// Result of the last health check: 0 none yet, 1 passed, 2 failed.
     pub last_check: AtomicU8,
     /// Latency of the last health check, in microseconds.
@@ -34,6 +36,7 @@ pub struct BackendStats {
 #[derive(Debug)]
 pub struct BackendTable {
     backends: Box<[BackendStats]>,
+    retries: AtomicU64,
 }
 
 impl BackendTable {
@@ -47,13 +50,27 @@ impl BackendTable {
                 active: AtomicUsize::new(0),
                 total: AtomicU64::new(0),
                 connect_failures: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
                 last_check: AtomicU8::new(0),
                 last_check_micros: AtomicU64::new(0),
                 transitions: AtomicU64::new(0),
                 last_error: Mutex::new(String::new()),
             })
             .collect();
-        Self { backends }
+        Self {
+            backends,
+            retries: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts an attempt on another backend after a connect failure.
+    pub fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Retries so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     /// All backends' counters, in config order.

@@ -1,0 +1,340 @@
+//! Prometheus metrics. Label values are bounded by the config: listener, route, pool
+//! and backend names or addresses, never paths or hosts from requests.
+//!
+//! Handles for the request path are resolved once, at start-up ([`RouteMetrics`],
+//! [`ListenerMetrics`], [`TcpMetrics`]), so recording is a few atomic adds with no
+//! label lookup. Per-backend figures live in each pool's `BackendTable` and are copied
+//! into their metrics when `/metrics` is scraped ([`Metrics::sync_pools`]).
+
+use crate::upstream::Pool;
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Every metric Tioga exports, in its own registry.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    http_active: IntGaugeVec,
+    tcp_connections: IntCounterVec,
+    tcp_active: IntGaugeVec,
+    tcp_bytes: IntCounterVec,
+    tcp_failed: IntCounterVec,
+    backend_up: IntGaugeVec,
+    backend_active: IntGaugeVec,
+    backend_requests: IntCounterVec,
+    backend_connect_failures: IntCounterVec,
+    backend_transitions: IntCounterVec,
+    pool_retries: IntCounterVec,
+    config_loaded: IntGauge,
+    access_log_dropped: IntCounter,
+}
+
+/// Status classes, indexed by `status / 100 - 1`; anything else counts as `5xx`.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn class_index(status: u16) -> usize {
+    match status {
+        100..=599 => (status / 100 - 1) as usize,
+        _ => 4,
+    }
+}
+
+/// Request counters and the duration histogram of one route (or of a listener's
+/// requests that matched no route).
+#[derive(Clone)]
+pub struct RouteMetrics {
+    by_class: [IntCounter; 5],
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    /// Records one finished request.
+    pub fn record(&self, status: u16, seconds: f64) {
+        self.by_class[class_index(status)].inc();
+        self.duration.observe(seconds);
+    }
+
+    /// Requests so far, and how many were 5xx.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.by_class.iter().map(IntCounter::get).sum(),
+            self.by_class[4].get(),
+        )
+    }
+}
+
+/// Per-HTTP-listener gauges.
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    /// Requests in flight.
+    pub active: IntGauge,
+}
+
+/// Per-TCP-listener metrics.
+#[derive(Clone)]
+pub struct TcpMetrics {
+    /// Connections accepted.
+    pub connections: IntCounter,
+    /// Connections open.
+    pub active: IntGauge,
+    /// Bytes from clients to backends.
+    pub bytes_in: IntCounter,
+    /// Bytes from backends to clients.
+    pub bytes_out: IntCounter,
+    /// Connections refused or closed without a backend.
+    pub failed: IntCounter,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let buckets = exponential_buckets(0.0005, 2.0, 16).expect("valid buckets");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tioga_http_request_duration_seconds",
+                "Time from request head to end of response",
+            )
+            .buckets(buckets),
+            &["listener", "route"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(http_duration.clone()))
+            .expect("unique metric");
+        let config_loaded = IntGauge::new(
+            "tioga_config_last_load_timestamp_seconds",
+            "When the running config was loaded (Unix time)",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(config_loaded.clone()))
+            .expect("unique metric");
+        let access_log_dropped = IntCounter::new(
+            "tioga_access_log_dropped_total",
+            "Access log lines dropped because the writer fell behind",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(access_log_dropped.clone()))
+            .expect("unique metric");
+        Self {
+            http_requests: counter(
+                "tioga_http_requests_total",
+                "HTTP requests by status class",
+                &["listener", "route", "pool", "class"],
+            ),
+            http_active: gauge(
+                "tioga_http_active_requests",
+                "HTTP requests in flight",
+                &["listener"],
+            ),
+            tcp_connections: counter(
+                "tioga_tcp_connections_total",
+                "TCP connections accepted",
+                &["listener", "pool"],
+            ),
+            tcp_active: gauge(
+                "tioga_tcp_active_connections",
+                "TCP connections open",
+                &["listener"],
+            ),
+            tcp_bytes: counter(
+                "tioga_tcp_bytes_total",
+                "Bytes relayed by TCP listeners",
+                &["listener", "direction"],
+            ),
+            tcp_failed: counter(
+                "tioga_tcp_connections_failed_total",
+                "TCP connections closed without reaching a backend",
+                &["listener"],
+            ),
+            backend_up: gauge(
+                "tioga_backend_up",
+                "1 when the backend is eligible (healthy), else 0",
+                &["pool", "backend"],
+            ),
+            backend_active: gauge(
+                "tioga_backend_active",
+                "Requests or connections in flight on the backend",
+                &["pool", "backend"],
+            ),
+            backend_requests: counter(
+                "tioga_backend_requests_total",
+                "Requests or connections sent to the backend",
+                &["pool", "backend"],
+            ),
+            backend_connect_failures: counter(
+                "tioga_upstream_connect_failures_total",
+                "Failed connection attempts to the backend",
+                &["pool", "backend"],
+            ),
+            backend_transitions: counter(
+                "tioga_backend_health_transitions_total",
+                "Health changes (up to down or down to up)",
+                &["pool", "backend"],
+            ),
+            pool_retries: counter(
+                "tioga_upstream_retries_total",
+                "Attempts on another backend after a connect failure",
+                &["pool"],
+            ),
+            http_duration,
+            config_loaded,
+            access_log_dropped,
+            registry,
+        }
+    }
+
+    /// Handles for route `route` of HTTP listener `listener`.
+    pub fn route(&self, listener: &str, route: &str, pool: &str) -> RouteMetrics {
+        RouteMetrics {
+            by_class: CLASSES.map(|c| {
+                self.http_requests
+                    .with_label_values(&[listener, route, pool, c])
+            }),
+            duration: self.http_duration.with_label_values(&[listener, route]),
+        }
+    }
+
+    /// Handles for HTTP listener `listener`.
+    pub fn listener(&self, listener: &str) -> ListenerMetrics {
+        ListenerMetrics {
+            active: self.http_active.with_label_values(&[listener]),
+        }
+    }
+
+    /// Handles for TCP listener `listener` forwarding to `pool`.
+    pub fn tcp(&self, listener: &str, pool: &str) -> TcpMetrics {
+        TcpMetrics {
+            connections: self.tcp_connections.with_label_values(&[listener, pool]),
+            active: self.tcp_active.with_label_values(&[listener]),
+            bytes_in: self.tcp_bytes.with_label_values(&[listener, "in"]),
+            bytes_out: self.tcp_bytes.with_label_values(&[listener, "out"]),
+            failed: self.tcp_failed.with_label_values(&[listener]),
+        }
+    }
+
+    /// Counts an access-log line that could not be queued.
+    pub fn access_log_dropped(&self) -> &IntCounter {
+        &self.access_log_dropped
+    }
+
+    /// Records when the config was loaded.
+    pub fn set_config_loaded(&self, unix_seconds: i64) {
+        self.config_loaded.set(unix_seconds);
+    }
+
+    /// Copies each backend's live figures into its metrics.
+    pub fn sync_pools(&self, pools: &[Arc<Pool>]) {
+        let catch_up = |c: IntCounter, v: u64| {
+            let have = c.get();
+            if v > have {
+                c.inc_by(v - have);
+            }
+        };
+        for pool in pools {
+            let name = pool.name();
+            for b in pool.table().iter() {
+                let addr = b.addr.to_string();
+                let labels = [name, addr.as_str()];
+                self.backend_up
+                    .with_label_values(&labels)
+                    .set(i64::from(pool.is_healthy(b.addr)));
+                self.backend_active
+                    .with_label_values(&labels)
+                    .set(b.active.load(Ordering::Relaxed) as i64);
+                catch_up(
+                    self.backend_requests.with_label_values(&labels),
+                    b.total.load(Ordering::Relaxed),
+                );
+                catch_up(
+                    self.backend_connect_failures.with_label_values(&labels),
+                    b.connect_failures.load(Ordering::Relaxed),
+                );
+                catch_up(
+                    self.backend_transitions.with_label_values(&labels),
+                    b.transitions.load(Ordering::Relaxed),
+                );
+            }
+            catch_up(
+                self.pool_retries.with_label_values(&[name]),
+                pool.table().retries(),
+            );
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            log::warn!("metrics: encoding failed: {e}");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_counters_move_by_class() {
+        let m = Metrics::new();
+        let r = m.route("web", "web[0]", "api");
+        for s in [200, 201, 404, 502, 999] {
+            r.record(s, 0.01);
+        }
+        assert_eq!(r.totals(), (5, 2));
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains(r#"tioga_http_requests_total{class="2xx",listener="web",pool="api",route="web[0]"} 2"#), "{text}");
+        assert!(
+            text.contains(
+                r#"tioga_http_request_duration_seconds_count{listener="web",route="web[0]"} 5"#
+            ),
+            "{text}"
+        );
+    }
+}
+
+/// Counts one in-flight request or connection on a gauge until dropped.
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    /// Increments `gauge` now; decrements it on drop.
+    pub fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,167 @@
+//! The `/status` document: listeners with their routes and pools with their
+//! backends, with live counters. Static parts are captured at start-up; counters are
+//! read when the document is rendered. Rates are left to the reader (the status page
+//! computes them from successive documents).
+
+use super::metrics::{ListenerMetrics, RouteMetrics, TcpMetrics};
+use crate::config::{Balance, PoolSpec, Probe};
+use crate::upstream::Pool;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// A listener as the status document shows it.
+pub enum ListenerStatus {
+    /// An HTTP listener.
+    Http {
+        /// Name, binds, TLS.
+        info: ListenerInfo,
+        /// In-flight gauge.
+        metrics: ListenerMetrics,
+        /// Requests that matched no route.
+        no_route: RouteMetrics,
+        /// Routes in order.
+        routes: Vec<RouteStatus>,
+    },
+    /// A TCP listener.
+    Tcp {
+        /// Name, binds.
+        info: ListenerInfo,
+        /// Its pool.
+        pool: String,
+        /// Its connection filters.
+        filters: Vec<String>,
+        /// Counters.
+        metrics: TcpMetrics,
+    },
+}
+
+/// What every listener has.
+pub struct ListenerInfo {
+    /// Name.
+    pub name: String,
+    /// Addresses.
+    pub binds: Vec<String>,
+    /// Terminates TLS.
+    pub tls: bool,
+}
+
+/// A route as the status document shows it.
+pub struct RouteStatus {
+    /// `LISTENER[i]`.
+    pub name: String,
+    /// The matcher's description.
+    pub matches: String,
+    /// Its pool, if any.
+    pub pool: Option<String>,
+    /// Its filters' names.
+    pub filters: Vec<String>,
+    /// Counters.
+    pub metrics: RouteMetrics,
+}
+
+/// Everything `/status` reports.
+pub struct Status {
+    /// The config file.
+    pub config_file: String,
+    /// When this process started.
+    pub started_at: SystemTime,
+    /// Listeners in name order.
+    pub listeners: Vec<ListenerStatus>,
+    /// Pools in name order.
+    pub pools: Vec<Arc<Pool>>,
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Status {
+    /// The document, now.
+    pub fn render(&self) -> Value {
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "config_file": self.config_file,
+            "started_at": unix(self.started_at),
+            "now": unix(SystemTime::now()),
+            "listeners": self.listeners.iter().map(listener).collect::<Vec<_>>(),
+            "pools": self.pools.iter().map(|p| pool(p)).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn listener(l: &ListenerStatus) -> Value {
+    match l {
+        ListenerStatus::Http {
+            info,
+            metrics,
+            no_route,
+            routes,
+        } => {
+            let (mut requests, mut errors) = no_route.totals();
+            let routes: Vec<Value> = routes
+                .iter()
+                .map(|r| {
+                    let (req, err) = r.metrics.totals();
+                    requests += req;
+                    errors += err;
+                    json!({"name": r.name, "match": r.matches, "pool": r.pool, "filters": r.filters, "requests": req, "errors": err})
+                })
+                .collect();
+            json!({
+                "name": info.name, "protocol": "http", "binds": info.binds, "tls": info.tls,
+                "active": metrics.active.get(), "requests": requests, "errors": errors, "routes": routes,
+            })
+        }
+        ListenerStatus::Tcp {
+            info,
+            pool,
+            filters,
+            metrics,
+        } => json!({
+            "name": info.name, "protocol": "tcp", "binds": info.binds, "tls": false, "pool": pool, "filters": filters,
+            "active": metrics.active.get(), "requests": metrics.connections.get(), "errors": metrics.failed.get(),
+            "routes": [],
+        }),
+    }
+}
+
+fn balance(spec: &PoolSpec) -> &'static str {
+    match spec.balance {
+        Balance::RoundRobin => "round_robin",
+        Balance::Random => "random",
+        Balance::LeastConn => "least_conn",
+        Balance::ConsistentHash(_) => "consistent_hash",
+    }
+}
+
+fn pool(p: &Pool) -> Value {
+    let health_check = p.spec.health_check.as_ref().map(|hc| match &hc.probe {
+        Probe::Tcp => json!({"type": "tcp", "interval_ms": hc.interval.as_millis() as u64}),
+        Probe::Http { path, .. } => {
+            json!({"type": "http", "interval_ms": hc.interval.as_millis() as u64, "path": path})
+        }
+    });
+    let backends: Vec<Value> = p
+        .table()
+        .iter()
+        .map(|b| {
+            let result = match b.last_check.load(Ordering::Relaxed) {
+                1 => "ok",
+                2 => "failed",
+                _ => "none",
+            };
+            let error = if result == "failed" { b.last_error.lock().map(|e| e.clone()).unwrap_or_default() } else { String::new() };
+            json!({
+                "address": b.addr.to_string(), "weight": b.weight, "healthy": p.is_healthy(b.addr),
+                "active": b.active.load(Ordering::Relaxed), "requests": b.total.load(Ordering::Relaxed),
+                "errors": b.errors.load(Ordering::Relaxed), "connect_failures": b.connect_failures.load(Ordering::Relaxed),
+                "transitions": b.transitions.load(Ordering::Relaxed),
+                "last_check": {"result": result, "latency_ms": b.last_check_micros.load(Ordering::Relaxed) as f64 / 1000.0, "error": error},
+            })
+        })
+        .collect();
+    json!({"name": p.name(), "balance": balance(&p.spec), "health_check": health_check, "backends": backends})
+}

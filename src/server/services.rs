@@ -1,0 +1,203 @@
+//! Builds the Pingora services of a config: each pool once (with its health-check
+//! service), one proxy service per listener sharing those pools, and the admin
+//! service. Observability handles are resolved here, once.
+
+use super::ServerError;
+use crate::config::{Config, ListenerKind, ListenerSpec, RouteSpec, TlsSpec};
+use crate::observability::access_log::AccessLog;
+use crate::observability::admin::Admin;
+use crate::observability::metrics::Metrics;
+use crate::observability::status::{ListenerInfo, ListenerStatus, RouteStatus, Status};
+use crate::proxy::http::{HttpProxy, RouteTarget};
+use crate::proxy::tcp::TcpProxy;
+use crate::routing::RouteTable;
+use crate::upstream::Pool;
+use pingora_core::apps::http_app::HttpServer;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::services::listening::Service;
+use pingora_core::services::ServiceWithDependents;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+type Services = Vec<Box<dyn ServiceWithDependents>>;
+
+/// Everything a listener needs from the shared parts.
+struct Shared {
+    pools: BTreeMap<String, Arc<Pool>>,
+    metrics: Arc<Metrics>,
+    access_log: Option<Arc<AccessLog>>,
+}
+
+/// All services of `config`.
+pub(super) fn build(config: Config, conf: &Arc<ServerConf>) -> Result<Services, ServerError> {
+    let mut services: Services = Vec::new();
+    let metrics = Arc::new(Metrics::new());
+    metrics.set_config_loaded(unix_now());
+    let access_log = match &config.access_log {
+        None => None,
+        Some(spec) => Some(Arc::new(
+            AccessLog::start(
+                &spec.target,
+                spec.format,
+                metrics.access_log_dropped().clone(),
+            )
+            .map_err(|e| ServerError::AccessLog(e.to_string()))?,
+        )),
+    };
+    let mut pools = BTreeMap::new();
+    for spec in config.pools {
+        let name = spec.name.clone();
+        let (pool, health) = Pool::build(spec);
+        if let Some(h) = health {
+            services.push(Box::new(h));
+        }
+        pools.insert(name, pool);
+    }
+    let shared = Shared {
+        pools,
+        metrics,
+        access_log,
+    };
+    let mut statuses = Vec::new();
+    for l in config.listeners {
+        let (service, status) = listener(l, &shared, conf)?;
+        services.push(service);
+        statuses.push(status);
+    }
+    if let Some(addr) = config.admin {
+        let status = Status {
+            config_file: config.file.display().to_string(),
+            started_at: SystemTime::now(),
+            listeners: statuses,
+            pools: shared.pools.values().cloned().collect(),
+        };
+        let admin = Admin {
+            metrics: shared.metrics.clone(),
+            status: Arc::new(status),
+        };
+        let mut service = Service::new("admin".to_string(), HttpServer::new_app(admin));
+        service.add_tcp(&addr.to_string());
+        services.push(Box::new(service));
+    }
+    Ok(services)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// One listener's service and its status entry.
+fn listener(
+    l: ListenerSpec,
+    shared: &Shared,
+    conf: &Arc<ServerConf>,
+) -> Result<(Box<dyn ServiceWithDependents>, ListenerStatus), ServerError> {
+    let service_name = format!("listener {}", l.name);
+    let name: Arc<str> = Arc::from(l.name.as_str());
+    let info = ListenerInfo {
+        name: l.name.clone(),
+        binds: l.binds.iter().map(ToString::to_string).collect(),
+        tls: matches!(&l.kind, ListenerKind::Http { tls: Some(_), .. }),
+    };
+    match l.kind {
+        ListenerKind::Http { tls, routes } => {
+            let mut route_status = Vec::new();
+            let table = RouteTable::new(
+                routes
+                    .into_iter()
+                    .map(|r| route(&name, r, shared, &mut route_status))
+                    .collect(),
+            );
+            let proxy = HttpProxy {
+                listener: name.clone(),
+                tls: tls.is_some(),
+                routes: table,
+                metrics: shared.metrics.listener(&name),
+                no_route: shared.metrics.route(&name, "-", "-"),
+                access_log: shared.access_log.clone(),
+            };
+            let status = ListenerStatus::Http {
+                info,
+                metrics: proxy.metrics.clone(),
+                no_route: proxy.no_route.clone(),
+                routes: route_status,
+            };
+            let mut service =
+                pingora_proxy::http_proxy_service_with_name(conf, proxy, &service_name);
+            for addr in &l.binds {
+                add_http_endpoint(&mut service, &addr.to_string(), tls.as_ref(), &l.name)?;
+            }
+            Ok((Box::new(service), status))
+        }
+        ListenerKind::Tcp { pool, filters } => {
+            let app = TcpProxy {
+                listener: name.clone(),
+                pool: shared.pools[&pool].clone(),
+                filters: filters.iter().map(|f| f.filter.clone()).collect(),
+                metrics: shared.metrics.tcp(&name, &pool),
+                access_log: shared.access_log.clone(),
+            };
+            let status = ListenerStatus::Tcp {
+                info,
+                pool,
+                filters: filters.into_iter().map(|f| f.name).collect(),
+                metrics: app.metrics.clone(),
+            };
+            let mut service = Service::new(service_name, app);
+            for addr in &l.binds {
+                service.add_tcp(&addr.to_string());
+            }
+            Ok((Box::new(service), status))
+        }
+    }
+}
+
+/// A route's runtime target, recording its status entry.
+fn route(
+    listener: &str,
+    r: RouteSpec,
+    shared: &Shared,
+    status: &mut Vec<RouteStatus>,
+) -> (crate::routing::Matcher, RouteTarget) {
+    let metrics = shared
+        .metrics
+        .route(listener, &r.name, r.pool.as_deref().unwrap_or("-"));
+    status.push(RouteStatus {
+        name: r.name.clone(),
+        matches: r.matcher.describe(),
+        pool: r.pool.clone(),
+        filters: r.filters.iter().map(|f| f.name.clone()).collect(),
+        metrics: metrics.clone(),
+    });
+    let target = RouteTarget {
+        name: Arc::from(r.name.as_str()),
+        pool: r.pool.map(|p| shared.pools[&p].clone()),
+        filters: r.filters.into_iter().map(|f| f.filter).collect(),
+        metrics,
+    };
+    (r.matcher, target)
+}
+
+fn add_http_endpoint<S>(
+    service: &mut Service<S>,
+    addr: &str,
+    tls: Option<&TlsSpec>,
+    listener: &str,
+) -> Result<(), ServerError>
+where
+    S: pingora_core::apps::ServerApp + Send + Sync + 'static,
+{
+    match tls {
+        None => service.add_tcp(addr),
+        Some(t) => service
+            .add_tls(addr, &t.cert.to_string_lossy(), &t.key.to_string_lossy())
+            .map_err(|e| ServerError::Tls {
+                listener: listener.to_string(),
+                reason: e.to_string(),
+            })?,
+    }
+    Ok(())
+}
