@@ -246,12 +246,16 @@ impl ProxyHttp for HttpProxy {
     /// Runs the route's filters on the backend's response head.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if ctx.upstream_start.is_some() {
             ctx.upstream_head.get_or_insert_with(Instant::now);
+        }
+        if session.is_process_shutting_down() {
+            // Draining (upgrade or SIGTERM): tell the client to reconnect elsewhere.
+            session.set_keepalive(None);
         }
         self.each_filter(ctx, |f, fctx| f.response(resp, fctx))
     }

@@ -39,6 +39,8 @@ pub struct TcpProxy {
     pub metrics: TcpMetrics,
     /// The access log, if enabled.
     pub access_log: Option<Arc<AccessLog>>,
+    /// How long connections keep flowing once the process starts shutting down.
+    pub grace_period: Duration,
 }
 
 /// How a connection went, for metrics and the access log: `status` is 0 when bytes
@@ -58,7 +60,7 @@ impl ServerApp for TcpProxy {
     async fn process_new(
         self: &Arc<Self>,
         client: Stream,
-        _shutdown: &ShutdownWatch,
+        shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let start = Instant::now();
         let _active = GaugeGuard::new(&self.metrics.active);
@@ -74,8 +76,10 @@ impl ServerApp for TcpProxy {
                 Ok((upstream, chosen)) => {
                     outcome.backend = Some(chosen.addr);
                     let idle = self.pool.spec.read_timeout;
-                    if let Err(e) = relay(client, upstream, idle, &self.metrics, &mut outcome).await
-                    {
+                    let drained = drain_deadline(shutdown.clone(), self.grace_period);
+                    let relayed =
+                        relay(client, upstream, idle, drained, &self.metrics, &mut outcome);
+                    if let Err(e) = relayed.await {
                         chosen.lease.stats().errors.fetch_add(1, Ordering::Relaxed);
                         log::debug!(
                             "listener {}: connection to {} ended: {e}",
@@ -214,6 +218,7 @@ async fn relay(
     client: Stream,
     upstream: TcpStream,
     idle: Duration,
+    drained: impl std::future::Future<Output = ()>,
     m: &TcpMetrics,
     o: &mut Outcome,
 ) -> std::io::Result<()> {
@@ -232,6 +237,7 @@ async fn relay(
     let result = tokio::select! {
         r = both => r,
         () = idle_out(&last, start, idle) => Ok(()),
+        () = drained => Ok(()),
     };
     o.bytes_in = bytes_in;
     o.bytes_out = bytes_out;
@@ -262,6 +268,16 @@ where
         *total += n as u64;
         last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
+}
+
+/// Resolves `grace` after the process starts shutting down (never, if it does not).
+async fn drain_deadline(mut shutdown: ShutdownWatch, grace: Duration) {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+    tokio::time::sleep(grace).await;
 }
 
 /// Resolves once nothing has moved either way for `idle`.

@@ -3,10 +3,11 @@
 //! listener — and runs it until a signal ends it.
 
 mod services;
+mod signals;
 
 use crate::config::{Config, ServerSettings};
 use pingora_core::server::configuration::{Opt, ServerConf};
-use pingora_core::server::Server;
+use pingora_core::server::{RunArgs, Server};
 use std::net::{SocketAddr, TcpListener};
 
 /// How the process was asked to start.
@@ -92,7 +93,11 @@ pub fn run(config: Config, mode: RunMode) -> Result<(), ServerError> {
         daemon: mode.daemon,
         ..Opt::default()
     };
+    let upgrade_sock = config.server.upgrade_sock.clone();
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config.server, mode));
+    if mode.upgrade {
+        log::info!("upgrade: waiting for the running instance to hand over its sockets on {upgrade_sock} (send it SIGQUIT)");
+    }
     server.bootstrap();
     let summary = format!(
         "{} with {} listener(s)",
@@ -102,5 +107,8 @@ pub fn run(config: Config, mode: RunMode) -> Result<(), ServerError> {
     let services = services::build(config, &server.configuration)?;
     server.add_services(services);
     log::info!("tioga: starting {summary}");
-    server.run_forever();
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals::Signals { upgrade_sock }),
+    });
+    std::process::exit(0);
 }

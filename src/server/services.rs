@@ -25,6 +25,7 @@ type Services = Vec<Box<dyn ServiceWithDependents>>;
 /// Everything a listener needs from the shared parts.
 struct Shared {
     pools: BTreeMap<String, Arc<Pool>>,
+    grace_period: std::time::Duration,
     metrics: Arc<Metrics>,
     access_log: Option<Arc<AccessLog>>,
 }
@@ -56,6 +57,7 @@ pub(super) fn build(config: Config, conf: &Arc<ServerConf>) -> Result<Services, 
     }
     let shared = Shared {
         pools,
+        grace_period: config.server.grace_period,
         metrics,
         access_log,
     };
@@ -139,6 +141,7 @@ fn listener(
                 filters: filters.iter().map(|f| f.filter.clone()).collect(),
                 metrics: shared.metrics.tcp(&name, &pool),
                 access_log: shared.access_log.clone(),
+                grace_period: shared.grace_period,
             };
             let status = ListenerStatus::Tcp {
                 info,
