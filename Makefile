@@ -7,18 +7,26 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build run test lint check-config clean
+.PHONY: deps test-deps build run test lint check-config clean
 
-# Pingora builds zlib-ng with cmake and a C compiler.
-deps:
+# Installs the Debian packages named in $(1) whose command $(2) is missing.
+define apt_install
 	@missing=""; \
-	command -v cmake >/dev/null || missing="$$missing cmake"; \
-	command -v cc >/dev/null || missing="$$missing gcc"; \
-	command -v curl >/dev/null || missing="$$missing curl"; \
+	for pair in $(1); do pkg=$${pair%%:*}; cmd=$${pair#*:}; \
+	  command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+endef
+
+# Pingora builds zlib-ng with cmake and a C compiler.
+deps:
+	$(call apt_install,cmake:cmake gcc:cc curl:curl)
+
+# The status-page test drives Debian's Chromium through chromedriver.
+test-deps: deps
+	$(call apt_install,chromium:chromium chromium-driver:chromedriver)
 
 build: deps
 	$(CARGO) build --release
@@ -27,7 +35,7 @@ run: deps
 	$(CARGO) build --bin tioga --example demo_backend
 	@bash examples/run_demo.sh target/debug
 
-test: deps
+test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) build --all-targets
