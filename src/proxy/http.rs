@@ -79,6 +79,23 @@ impl HttpProxy {
         self.routes.get(route?)
     }
 
+    /// The context a filter of `target` sees.
+    fn filter_context<'a>(
+        &'a self,
+        target: &'a RouteTarget,
+        client: Option<SocketAddr>,
+        state: &'a mut http::Extensions,
+    ) -> Context<'a> {
+        Context::new(
+            &self.listener,
+            Some(&target.name),
+            target.pool_name(),
+            client,
+            self.tls,
+            state,
+        )
+    }
+
     /// Runs `hook` for each filter of the request's route with its context.
     fn each_filter(
         &self,
@@ -89,14 +106,7 @@ impl HttpProxy {
             return Ok(());
         };
         for f in target.filters.iter() {
-            let mut fctx = Context::new(
-                &self.listener,
-                Some(&target.name),
-                target.pool_name(),
-                ctx.client,
-                self.tls,
-                &mut ctx.state,
-            );
+            let mut fctx = self.filter_context(target, ctx.client, &mut ctx.state);
             hook(f.as_ref(), &mut fctx)?;
         }
         Ok(())
@@ -148,14 +158,7 @@ impl ProxyHttp for HttpProxy {
         };
         ctx.route = Some(i);
         for f in target.filters.iter() {
-            let mut fctx = Context::new(
-                &self.listener,
-                Some(&target.name),
-                target.pool_name(),
-                ctx.client,
-                self.tls,
-                &mut ctx.state,
-            );
+            let mut fctx = self.filter_context(target, ctx.client, &mut ctx.state);
             if let Decision::Respond(resp) = f.request(session.req_header_mut(), &mut fctx).await? {
                 respond(session, resp).await?;
                 return Ok(true);
