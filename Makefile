@@ -41,6 +41,7 @@ test: test-deps
 	$(CARGO) build --all-targets
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --lib
 
 lint: deps
 	$(CARGO) fmt --all -- --check

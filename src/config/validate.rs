@@ -4,7 +4,7 @@
 //! The file is parsed once into a YAML value, then each section, pool, listener and
 //! route is deserialized on its own (with `serde_path_to_error` for the inner key
 //! path), so one bad route does not hide a bad pool. Cross-references (a route's pool,
-//! duplicate bind addresses) are checked last. Lines come from [`LineIndex`].
+//! duplicate bind addresses) are checked last. Lines come from the `source` line index.
 
 use super::error::{ConfigError, Problem};
 use super::file::{self, BackendEntry, HealthCheckSection, ListenerSection, PoolSection};

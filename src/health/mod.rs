@@ -1,6 +1,6 @@
 //! Active health checks, one probe stream per pool.
 //!
-//! Pingora's `TcpHealthCheck` and `HttpHealthCheck` do the probing; [`Recorded`] wraps
+//! Pingora's `TcpHealthCheck` and `HttpHealthCheck` do the probing; a recording wrapper wraps
 //! either with the pool's `timeout`, records each result and its latency in the pool's
 //! [`BackendTable`] (for metrics and the status page) and logs every transition. The
 //! pool's `LoadBalancer` runs the checks as a background service, so however many
