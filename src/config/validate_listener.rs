@@ -181,7 +181,7 @@ fn filters(
             Some(Ok(filter))
                 if needs == Scope::HttpAndTcp && filter.scope() != Scope::HttpAndTcp =>
             {
-                p.add(&at, format!("filter `{name}` works on HTTP routes only; it has no connection hook for a tcp listener"));
+                p.add(&at, format!("filter `{name}` works on HTTP routes only with these settings: a tcp listener has no requests, only client addresses"));
             }
             Some(Ok(filter)) => out.push(FilterSpec {
                 name: name.clone(),

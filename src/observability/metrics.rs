@@ -299,6 +299,23 @@ impl Default for Metrics {
     }
 }
 
+/// Counts one in-flight request or connection on a gauge until dropped.
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    /// Increments `gauge` now; decrements it on drop.
+    pub fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,22 +336,5 @@ mod tests {
             ),
             "{text}"
         );
-    }
-}
-
-/// Counts one in-flight request or connection on a gauge until dropped.
-pub struct GaugeGuard(IntGauge);
-
-impl GaugeGuard {
-    /// Increments `gauge` now; decrements it on drop.
-    pub fn new(gauge: &IntGauge) -> Self {
-        gauge.inc();
-        Self(gauge.clone())
-    }
-}
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }

@@ -224,14 +224,17 @@ impl ProxyHttp for HttpProxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip())
         {
-            let xff = match req
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-                _ => ip.to_string(),
-            };
+            // Every earlier hop, whether sent on one line or several, then the client.
+            let mut xff = String::new();
+            for prev in req.headers.get_all("x-forwarded-for") {
+                let prev = String::from_utf8_lossy(prev.as_bytes());
+                let prev = prev.trim();
+                if !prev.is_empty() {
+                    xff.push_str(prev);
+                    xff.push_str(", ");
+                }
+            }
+            xff.push_str(&ip.to_string());
             req.insert_header("x-forwarded-for", xff)?;
         }
         req.insert_header("x-forwarded-proto", if self.tls { "https" } else { "http" })?;

@@ -264,6 +264,9 @@ where
             return w.shutdown().await;
         }
         w.write_all(&buf[..n]).await?;
+        // Pingora's client stream buffers writes: send each chunk now, or small
+        // replies (greetings, interactive protocols) would wait for more data.
+        w.flush().await?;
         counter.inc_by(n as u64);
         *total += n as u64;
         last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);

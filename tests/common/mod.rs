@@ -22,6 +22,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod load;
 pub mod tioga;
 
 use std::time::{Duration, Instant};

@@ -78,8 +78,12 @@ impl RateLimit {
 
 #[async_trait]
 impl Filter for RateLimit {
+    /// A TCP connection has only its client address: other keys are HTTP-only.
     fn scope(&self) -> Scope {
-        Scope::HttpAndTcp
+        match self.settings.key.0 {
+            crate::config::HashKey::ClientIp => Scope::HttpAndTcp,
+            _ => Scope::Http,
+        }
     }
 
     async fn request(&self, req: &mut RequestHeader, ctx: &mut Context<'_>) -> Result<Decision> {
@@ -131,7 +135,7 @@ mod tests {
     #[test]
     fn keys_by_header() {
         let f = build("rate_limit", "{rate: 1, per: 10s, key: 'header:x-user'}").unwrap();
-        let mut go = |user: &str| {
+        let go = |user: &str| {
             status(&run_request(
                 f.as_ref(),
                 &mut request("GET", "/", &[("x-user", user)]),
