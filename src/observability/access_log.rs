@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, SystemTime};
 
 /// Entries that may wait for the writer.
@@ -82,15 +82,23 @@ fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error
     s.collect_str(&humantime::format_rfc3339_millis(*t))
 }
 
+/// What the writer thread takes: the queue's receiving end, the output, the format.
+type Writer = (Receiver<Entry>, Box<dyn Write + Send>, Format);
+
 /// The access log's queue; cheap to share.
 pub struct AccessLog {
     queue: SyncSender<Entry>,
     dropped: prometheus::IntCounter,
+    /// The writer's half, until the writer thread starts. The thread starts with the
+    /// first entry rather than at start-up: `-d` forks after start-up, and a thread
+    /// started before the fork would not exist in the daemon.
+    writer: Mutex<Option<Writer>>,
+    started: Once,
 }
 
 impl AccessLog {
-    /// Opens `target` and starts the writer thread.
-    pub fn start(
+    /// Opens `target`; the writer thread starts with the first entry.
+    pub fn open(
         target: &Target,
         format: Format,
         dropped: prometheus::IntCounter,
@@ -106,7 +114,19 @@ impl AccessLog {
             ),
         };
         let (queue, rx) = sync_channel(QUEUE);
-        std::thread::Builder::new()
+        Ok(Self {
+            queue,
+            dropped,
+            writer: Mutex::new(Some((rx, out, format))),
+            started: Once::new(),
+        })
+    }
+
+    fn start_writer(&self) {
+        let Some((rx, out, format)) = self.writer.lock().ok().and_then(|mut w| w.take()) else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
             .name("tioga-access-log".into())
             .spawn(move || {
                 write_lines(
@@ -114,12 +134,15 @@ impl AccessLog {
                     std::io::BufWriter::with_capacity(64 * 1024, out),
                     format,
                 )
-            })?;
-        Ok(Self { queue, dropped })
+            });
+        if let Err(e) = spawned {
+            log::error!("access log: cannot start the writer thread: {e}");
+        }
     }
 
     /// Queues `entry` without waiting.
     pub fn log(&self, entry: Entry) {
+        self.started.call_once(|| self.start_writer());
         if let Err(TrySendError::Full(_)) = self.queue.try_send(entry) {
             self.dropped.inc();
         }

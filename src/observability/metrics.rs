@@ -16,6 +16,9 @@ use std::sync::Arc;
 
 /// Every metric Tioga exports, in its own registry.
 pub struct Metrics {
+    /// Whether the request path records anything (only when an admin endpoint can
+    /// show it).
+    enabled: bool,
     registry: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
@@ -48,6 +51,7 @@ fn class_index(status: u16) -> usize {
 /// requests that matched no route).
 #[derive(Clone)]
 pub struct RouteMetrics {
+    enabled: bool,
     by_class: [IntCounter; 5],
     duration: Histogram,
 }
@@ -55,6 +59,9 @@ pub struct RouteMetrics {
 impl RouteMetrics {
     /// Records one finished request.
     pub fn record(&self, status: u16, seconds: f64) {
+        if !self.enabled {
+            return;
+        }
         self.by_class[class_index(status)].inc();
         self.duration.observe(seconds);
     }
@@ -71,13 +78,22 @@ impl RouteMetrics {
 /// Per-HTTP-listener gauges.
 #[derive(Clone)]
 pub struct ListenerMetrics {
+    enabled: bool,
     /// Requests in flight.
     pub active: IntGauge,
+}
+
+impl ListenerMetrics {
+    /// Counts one request in flight until the guard is dropped.
+    pub fn track(&self) -> Option<GaugeGuard> {
+        self.enabled.then(|| GaugeGuard::new(&self.active))
+    }
 }
 
 /// Per-TCP-listener metrics.
 #[derive(Clone)]
 pub struct TcpMetrics {
+    enabled: bool,
     /// Connections accepted.
     pub connections: IntCounter,
     /// Connections open.
@@ -90,9 +106,36 @@ pub struct TcpMetrics {
     pub failed: IntCounter,
 }
 
+impl TcpMetrics {
+    /// Counts an accepted connection, open until the guard is dropped.
+    pub fn open(&self) -> Option<GaugeGuard> {
+        self.enabled.then(|| {
+            self.connections.inc();
+            GaugeGuard::new(&self.active)
+        })
+    }
+
+    /// Counts a connection that reached no backend.
+    pub fn fail(&self) {
+        if self.enabled {
+            self.failed.inc();
+        }
+    }
+
+    /// The byte counters (client → backend, backend → client), when recording.
+    pub fn bytes(&self) -> (Option<&IntCounter>, Option<&IntCounter>) {
+        if self.enabled {
+            (Some(&self.bytes_in), Some(&self.bytes_out))
+        } else {
+            (None, None)
+        }
+    }
+}
+
 impl Metrics {
-    /// Creates and registers every metric.
-    pub fn new() -> Self {
+    /// Creates and registers every metric; the request path records only when
+    /// `enabled`.
+    pub fn new(enabled: bool) -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -138,6 +181,7 @@ impl Metrics {
             .register(Box::new(access_log_dropped.clone()))
             .expect("unique metric");
         Self {
+            enabled,
             http_requests: counter(
                 "tioga_http_requests_total",
                 "HTTP requests by status class",
@@ -208,6 +252,7 @@ impl Metrics {
     /// Handles for route `route` of HTTP listener `listener`.
     pub fn route(&self, listener: &str, route: &str, pool: &str) -> RouteMetrics {
         RouteMetrics {
+            enabled: self.enabled,
             by_class: CLASSES.map(|c| {
                 self.http_requests
                     .with_label_values(&[listener, route, pool, c])
@@ -219,6 +264,7 @@ impl Metrics {
     /// Handles for HTTP listener `listener`.
     pub fn listener(&self, listener: &str) -> ListenerMetrics {
         ListenerMetrics {
+            enabled: self.enabled,
             active: self.http_active.with_label_values(&[listener]),
         }
     }
@@ -226,6 +272,7 @@ impl Metrics {
     /// Handles for TCP listener `listener` forwarding to `pool`.
     pub fn tcp(&self, listener: &str, pool: &str) -> TcpMetrics {
         TcpMetrics {
+            enabled: self.enabled,
             connections: self.tcp_connections.with_label_values(&[listener, pool]),
             active: self.tcp_active.with_label_values(&[listener]),
             bytes_in: self.tcp_bytes.with_label_values(&[listener, "in"]),
@@ -295,7 +342,7 @@ impl Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(true)
     }
 }
 
@@ -322,7 +369,7 @@ mod tests {
 
     #[test]
     fn route_counters_move_by_class() {
-        let m = Metrics::new();
+        let m = Metrics::new(true);
         let r = m.route("web", "web[0]", "api");
         for s in [200, 201, 404, 502, 999] {
             r.record(s, 0.01);

@@ -150,7 +150,7 @@ impl ProxyHttp for HttpProxy {
     /// Runs first: picks the route (no route → 404), then runs the route's filters'
     /// request hooks in order; the first that answers ends the request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx._active = Some(GaugeGuard::new(&self.metrics.active));
+        ctx._active = self.metrics.track();
         ctx.client = session.client_addr().and_then(|a| a.as_inet()).copied();
         let Some((i, target)) = self.routes.find(session.req_header()) else {
             session.respond_error(404).await?;

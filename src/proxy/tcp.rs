@@ -8,7 +8,7 @@
 
 use crate::filter::{Context, Decision, Filter};
 use crate::observability::access_log::Entry;
-use crate::observability::metrics::{GaugeGuard, TcpMetrics};
+use crate::observability::metrics::TcpMetrics;
 use crate::observability::AccessLog;
 use crate::routing::key::ip_key;
 use crate::upstream::{Chosen, Pool};
@@ -63,8 +63,7 @@ impl ServerApp for TcpProxy {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let start = Instant::now();
-        let _active = GaugeGuard::new(&self.metrics.active);
-        self.metrics.connections.inc();
+        let _open = self.metrics.open();
         let peer = client
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
@@ -92,7 +91,7 @@ impl ServerApp for TcpProxy {
             }
         }
         if outcome.status != 0 {
-            self.metrics.failed.inc();
+            self.metrics.fail();
         }
         if let Some(log) = &self.access_log {
             log.log(self.entry(peer, outcome, start.elapsed()));
@@ -227,10 +226,11 @@ async fn relay(
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut ur, mut uw) = upstream.into_split();
     let (mut bytes_in, mut bytes_out) = (0, 0);
+    let counters = m.bytes();
     let both = async {
         let (a, b) = tokio::join!(
-            pump(&mut cr, &mut uw, &last, start, &m.bytes_in, &mut bytes_in),
-            pump(&mut ur, &mut cw, &last, start, &m.bytes_out, &mut bytes_out)
+            pump(&mut cr, &mut uw, &last, start, counters.0, &mut bytes_in),
+            pump(&mut ur, &mut cw, &last, start, counters.1, &mut bytes_out)
         );
         a.and(b)
     };
@@ -250,7 +250,7 @@ async fn pump<R, W>(
     w: &mut W,
     last: &AtomicU64,
     start: Instant,
-    counter: &IntCounter,
+    counter: Option<&IntCounter>,
     total: &mut u64,
 ) -> std::io::Result<()>
 where
@@ -267,7 +267,9 @@ where
         // Pingora's client stream buffers writes: send each chunk now, or small
         // replies (greetings, interactive protocols) would wait for more data.
         w.flush().await?;
-        counter.inc_by(n as u64);
+        if let Some(c) = counter {
+            c.inc_by(n as u64);
+        }
         *total += n as u64;
         last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }

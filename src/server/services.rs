@@ -33,12 +33,13 @@ struct Shared {
 /// All services of `config`.
 pub(super) fn build(config: Config, conf: &Arc<ServerConf>) -> Result<Services, ServerError> {
     let mut services: Services = Vec::new();
-    let metrics = Arc::new(Metrics::new());
+    // Nothing can read metrics without the admin endpoint: then they are not recorded.
+    let metrics = Arc::new(Metrics::new(config.admin.is_some()));
     metrics.set_config_loaded(unix_now());
     let access_log = match &config.access_log {
         None => None,
         Some(spec) => Some(Arc::new(
-            AccessLog::start(
+            AccessLog::open(
                 &spec.target,
                 spec.format,
                 metrics.access_log_dropped().clone(),
