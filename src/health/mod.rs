@@ -115,10 +115,9 @@ impl HealthCheck for Recorded {
         let state = if healthy { "up" } else { "down" };
         log::warn!("pool {}: backend {} is {state}", self.pool, target.addr);
         if let Some(i) = self.table.index_of(&target.addr) {
-            self.table
-                .get(i)
-                .transitions
-                .fetch_add(1, Ordering::Relaxed);
+            let b = self.table.get(i);
+            b.healthy.store(healthy, Ordering::Relaxed);
+            b.transitions.fetch_add(1, Ordering::Relaxed);
         }
         self.inner.health_status_change(target, healthy).await;
     }

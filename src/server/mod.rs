@@ -96,7 +96,10 @@ pub fn run(config: Config, mode: RunMode) -> Result<(), ServerError> {
     let upgrade_sock = config.server.upgrade_sock.clone();
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config.server, mode));
     if mode.upgrade {
-        log::info!("upgrade: waiting for the running instance to hand over its sockets on {upgrade_sock} (send it SIGQUIT)");
+        log::warn!(
+            "upgrade: waiting about 5 s for the running instance to hand over its listening sockets on {upgrade_sock} \
+             (send it SIGQUIT); if none does, this process exits with an error"
+        );
     }
     server.bootstrap();
     let summary = format!(

@@ -12,12 +12,45 @@ use crate::config::{Balance, PoolSpec};
 use futures::FutureExt;
 use pingora_core::services::background::{background_service, GenBackgroundService};
 use pingora_load_balancing::discovery::Static;
+use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 pub use selection::{BalanceConfig, Balancer};
 use stats::{BackendTable, Lease};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+/// Backends already considered by one selection.
+struct Seen {
+    bits: u64,
+    more: Vec<bool>,
+    count: usize,
+}
+
+impl Seen {
+    fn new(n: usize) -> Self {
+        Self {
+            bits: 0,
+            more: if n > 64 { vec![false; n] } else { Vec::new() },
+            count: 0,
+        }
+    }
+
+    /// Marks `i`; false when it was marked already.
+    fn insert(&mut self, i: usize) -> bool {
+        let fresh = if self.more.is_empty() {
+            let bit = 1u64 << i;
+            let fresh = self.bits & bit == 0;
+            self.bits |= bit;
+            fresh
+        } else {
+            !std::mem::replace(&mut self.more[i], true)
+        };
+        self.count += usize::from(fresh);
+        fresh
+    }
+}
 
 /// The background service that runs a pool's health checks.
 pub type HealthService = GenBackgroundService<LoadBalancer<Balancer>>;
@@ -26,7 +59,10 @@ pub type HealthService = GenBackgroundService<LoadBalancer<Balancer>>;
 pub struct Pool {
     /// The validated settings.
     pub spec: PoolSpec,
-    lb: Arc<LoadBalancer<Balancer>>,
+    /// Runs the health checks (as a background service); kept for its lifetime.
+    _lb: Arc<LoadBalancer<Balancer>>,
+    /// The selection algorithm over the pool's backends.
+    selector: Arc<Balancer>,
     table: Arc<BackendTable>,
     max_iterations: usize,
 }
@@ -60,6 +96,7 @@ impl Pool {
             balance: spec.balance.clone(),
             table: table.clone(),
         };
+        let selector = Arc::new(Balancer::build_with_config(&set, &config));
         let mut lb =
             LoadBalancer::from_backends_with_config(Backends::new(Static::new(set)), Some(config));
         lb.update()
@@ -80,7 +117,8 @@ impl Pool {
         let max_iterations = spec.backends.len() * 8 + 16;
         let pool = Pool {
             spec,
-            lb,
+            _lb: lb,
+            selector,
             table,
             max_iterations,
         };
@@ -95,35 +133,45 @@ impl Pool {
     /// Chooses an eligible backend for `key` (used by `consistent_hash`), skipping
     /// those in `tried`.
     pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<Chosen> {
-        let backend = self
-            .lb
-            .select_with(key, self.max_iterations, |b, healthy| {
-                healthy
-                    && !tried.iter().any(|t| {
-                        b.addr == pingora_core::protocols::l4::socket::SocketAddr::Inet(*t)
-                    })
-            })?;
-        let index = self.table.index_of(&backend.addr)?;
-        Some(Chosen {
-            addr: self.table.get(index).addr,
-            lease: Lease::new(self.table.clone(), index),
-        })
+        // Walk the pool's selector directly: Pingora's `select_with` would allocate a
+        // `HashSet` and hash every candidate twice per request. Candidates are marked in
+        // a bit set (pools of up to 64 backends; larger ones fall back to a vector).
+        let mut iter = self.selector.iter(key);
+        let mut seen = Seen::new(self.table.len());
+        for _ in 0..self.max_iterations {
+            let backend = iter.next()?;
+            let Some(index) = self.table.index_of(&backend.addr) else {
+                continue;
+            };
+            if !seen.insert(index) {
+                continue;
+            }
+            let stats = self.table.get(index);
+            if stats.healthy.load(Ordering::Relaxed) && !tried.contains(&stats.addr) {
+                return Some(Chosen {
+                    addr: stats.addr,
+                    lease: Lease::new(self.table.clone(), index),
+                });
+            }
+            if seen.count == self.table.len() {
+                return None;
+            }
+        }
+        None
     }
 
     /// Whether a backend other than those in `tried` is eligible.
     pub fn has_candidate(&self, tried: &[SocketAddr]) -> bool {
         self.table
             .iter()
-            .any(|b| !tried.contains(&b.addr) && self.is_healthy(b.addr))
+            .any(|b| !tried.contains(&b.addr) && b.healthy.load(Ordering::Relaxed))
     }
 
     /// Whether `addr` is currently eligible (healthy or never checked).
     pub fn is_healthy(&self, addr: SocketAddr) -> bool {
-        let mut probe = Backend::new(&addr.to_string()).expect("a socket address");
-        if let Some(b) = self.spec.backends.iter().find(|b| b.addr == addr) {
-            probe.weight = b.weight;
-        }
-        self.lb.backends().ready(&probe)
+        self.table
+            .iter()
+            .any(|b| b.addr == addr && b.healthy.load(Ordering::Relaxed))
     }
 
     /// Live counters of every backend.

@@ -4,7 +4,7 @@
 
 use pingora_core::protocols::l4::socket::SocketAddr as PeerAddr;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Counters for one backend.
@@ -22,6 +22,8 @@ pub struct BackendStats {
     pub connect_failures: AtomicU64,
     /// 5xx answers and failed relays.
     pub errors: AtomicU64,
+    /// Eligible for traffic: true until a health check takes it out.
+    pub healthy: AtomicBool,
     /// Result of the last health check: 0 none yet, 1 passed, 2 failed.
     pub last_check: AtomicU8,
     /// Latency of the last health check, in microseconds.
@@ -51,6 +53,7 @@ impl BackendTable {
                 total: AtomicU64::new(0),
                 connect_failures: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
+                healthy: AtomicBool::new(true),
                 last_check: AtomicU8::new(0),
                 last_check_micros: AtomicU64::new(0),
                 transitions: AtomicU64::new(0),
@@ -84,6 +87,16 @@ impl BackendTable {
             return None;
         };
         self.backends.iter().position(|b| b.addr == *addr)
+    }
+
+    /// Number of backends.
+    pub fn len(&self) -> usize {
+        self.backends.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.backends.is_empty()
     }
 
     /// Counters at position `i`.
