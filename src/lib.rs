@@ -10,7 +10,7 @@
 //! [`proxy`] → [`server`].
 
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod config;

@@ -3,4 +3,5 @@
 
 pub mod http;
 mod http_log;
+mod splice;
 pub mod tcp;

@@ -6,6 +6,7 @@
 //! both ways; an EOF from one side is passed on as a half-close, and the connection is
 //! closed when neither side has sent anything for `read_timeout`.
 
+use super::splice;
 use crate::filter::{Context, Decision, Filter};
 use crate::observability::access_log::Entry;
 use crate::observability::metrics::TcpMetrics;
@@ -223,21 +224,40 @@ async fn relay(
 ) -> std::io::Result<()> {
     let start = Instant::now();
     let last = AtomicU64::new(0);
-    let (mut cr, mut cw) = tokio::io::split(client);
-    let (mut ur, mut uw) = upstream.into_split();
     let (mut bytes_in, mut bytes_out) = (0, 0);
     let counters = m.bytes();
-    let both = async {
-        let (a, b) = tokio::join!(
-            pump(&mut cr, &mut uw, &last, start, counters.0, &mut bytes_in),
-            pump(&mut ur, &mut cw, &last, start, counters.1, &mut bytes_out)
-        );
-        a.and(b)
-    };
-    let result = tokio::select! {
-        r = both => r,
-        () = idle_out(&last, start, idle) => Ok(()),
-        () = drained => Ok(()),
+    let result = match splice::plain_tcp(&client) {
+        // Both ends plain TCP: zero-copy. `client` stays alive until the relay ends.
+        Some(dup) => {
+            let both = async {
+                let (a, b) = tokio::join!(
+                    splice::pump(&dup, &upstream, &last, start, counters.0, &mut bytes_in),
+                    splice::pump(&upstream, &dup, &last, start, counters.1, &mut bytes_out)
+                );
+                a.and(b)
+            };
+            tokio::select! {
+                r = both => r,
+                () = idle_out(&last, start, idle) => Ok(()),
+                () = drained => Ok(()),
+            }
+        }
+        None => {
+            let (mut cr, mut cw) = tokio::io::split(client);
+            let (mut ur, mut uw) = upstream.into_split();
+            let both = async {
+                let (a, b) = tokio::join!(
+                    pump(&mut cr, &mut uw, &last, start, counters.0, &mut bytes_in),
+                    pump(&mut ur, &mut cw, &last, start, counters.1, &mut bytes_out)
+                );
+                a.and(b)
+            };
+            tokio::select! {
+                r = both => r,
+                () = idle_out(&last, start, idle) => Ok(()),
+                () = drained => Ok(()),
+            }
+        }
     };
     o.bytes_in = bytes_in;
     o.bytes_out = bytes_out;

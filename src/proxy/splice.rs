@@ -1,0 +1,80 @@
+//! Zero-copy relay for L4 connections where both ends are plain TCP: bytes move
+//! socket → pipe → socket with `splice(2)` and never enter user space.
+//!
+//! Pingora hands the TCP listener its client connection as a boxed stream; for a plain
+//! TCP connection the socket underneath is duplicated into a tokio `TcpStream` (the
+//! only `unsafe` in Tioga, below), so readiness comes from the same reactor. The
+//! original stream is kept alive until the relay ends, then both close.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use nix::fcntl::{splice, OFlag, SpliceFFlags};
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::Stream;
+use prometheus::IntCounter;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Bytes moved per `splice` call (the default pipe capacity).
+const CHUNK: usize = 64 * 1024;
+
+/// A duplicate of `client`'s socket as a tokio stream, when `client` is plain TCP
+/// with nothing buffered (Pingora hands over fresh connections).
+pub(super) fn plain_tcp(client: &Stream) -> Option<TcpStream> {
+    let l4 = client.as_any().downcast_ref::<L4Stream>()?;
+    let fd = l4.as_raw_fd();
+    // SAFETY: `fd` is the open socket of `l4`, which the caller keeps alive for as long
+    // as the returned stream (which owns a *duplicate* made right here) is in use; the
+    // borrow ends before this function returns.
+    #[allow(unsafe_code)]
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let owned: OwnedFd = borrowed.try_clone_to_owned().ok()?;
+    let std_stream = std::net::TcpStream::from(owned);
+    std_stream.set_nonblocking(true).ok()?;
+    TcpStream::from_std(std_stream).ok()
+}
+
+/// Moves bytes from `from` to `to` until EOF, then half-closes `to`. Counts bytes in
+/// `total` (and `counter`) and stamps activity in `last`.
+pub(super) async fn pump(
+    from: &TcpStream,
+    to: &TcpStream,
+    last: &AtomicU64,
+    start: Instant,
+    counter: Option<&IntCounter>,
+    total: &mut u64,
+) -> io::Result<()> {
+    let (pipe_out, pipe_in) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    loop {
+        let n = from
+            .async_io(Interest::READABLE, || {
+                splice(from, None, &pipe_in, None, CHUNK, flags).map_err(io::Error::from)
+            })
+            .await?;
+        if n == 0 {
+            return nix::sys::socket::shutdown(to.as_raw_fd(), nix::sys::socket::Shutdown::Write)
+                .map_err(io::Error::from);
+        }
+        let mut left = n;
+        while left > 0 {
+            let moved = to
+                .async_io(Interest::WRITABLE, || {
+                    splice(&pipe_out, None, to, None, left, flags).map_err(io::Error::from)
+                })
+                .await?;
+            if moved == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            left -= moved;
+        }
+        if let Some(c) = counter {
+            c.inc_by(n as u64);
+        }
+        *total += n as u64;
+        last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
