@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps test-deps build run test lint check-config clean
+.PHONY: bench-overhead deps test-deps build run test lint check-config clean bench
 
 # Installs the Debian packages named in $(1) whose command $(2) is missing.
 define apt_install
@@ -52,3 +52,12 @@ check-config: deps
 
 clean:
 	$(CARGO) clean
+
+# Side-by-side benchmark against HAProxy, nginx and bare Pingora (installs what it needs;
+# REPS=1 DURATION=3s make bench for a quick smoke run); writes bench/results.md.
+bench: deps
+	bash bench/run.sh
+
+# Tioga against itself: the cost of metrics + access log, and of three header filters.
+bench-overhead: deps
+	bash bench/overhead.sh

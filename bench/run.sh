@@ -1,0 +1,473 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Tioga against HAProxy, nginx and a bare Pingora proxy
+# (examples/bare_pingora.rs), each with ONE worker pinned to CPU 0; the load generators,
+# the backends (one nginx serving two `return 200` servers) and iperf3 on CPU 1; all on
+# 127.0.0.1 with free ports. Writes bench/results.md.
+#
+#   bash bench/run.sh                      # or: make bench
+#   REPS=1 DURATION=3s bash bench/run.sh   # quick smoke run of the harness
+#
+# Environment:
+#   REPS      repetitions, interleaved across proxies (default 5)
+#   DURATION  length of each load run, "10s" or "10" (default 10s)
+#   RATE      total req/s of the fixed-rate CPU measure (default: chosen after the first
+#             repetition's keep-alive runs: half the slowest proxy's throughput, rounded
+#             down to 1000, at most 30000)
+#   CONNS     idle keep-alive connections of the memory measure (default 1000)
+#   OUT       the report (default bench/results.md)
+#   KEEP_TMP  1 = keep the temp dir (configs, logs, raw outputs) for inspection; it is
+#             always kept when the run fails
+#   BUILD     0 = use the binaries already in target/release (default 1: cargo build)
+#
+# Each repetition starts every proxy afresh, measures memory first (on the fresh
+# processes), then runs each measure for every proxy in turn, in an order rotated from
+# one repetition to the next. Ratios Tioga/peer are computed within each repetition;
+# the report shows their median.
+
+set -euo pipefail
+
+REPS=${REPS:-5}
+DURATION=${DURATION:-10s}
+RATE=${RATE:-}
+CONNS=${CONNS:-1000}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+OUT=${OUT:-$BENCH/results.md}
+CARGO=${CARGO:-cargo}
+PROXY_CPU=0 # the proxy under test
+LOAD_CPU=1  # load generators, backends, iperf3, the memory probe
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer (got '$REPS')"
+[[ $DURATION =~ ^([1-9][0-9]*)s?$ ]] || die "DURATION must be seconds, e.g. 10s (got '$DURATION')"
+SECS=${BASH_REMATCH[1]}
+[[ -z $RATE || $RATE =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive integer"
+[[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer"
+(($(nproc) >= 2)) || die "needs at least 2 CPUs (proxy on CPU 0, load on CPU 1)"
+
+# ---------------------------------------------------------------- dependencies
+
+# Debian packages, installed only when missing ("package:file-or-command").
+need=()
+for pair in haproxy:haproxy nginx:nginx wrk:wrk nghttp2-client:h2load iperf3:iperf3 \
+  curl:curl cmake:cmake gcc:cc python3:python3 \
+  libnginx-mod-stream:/usr/lib/nginx/modules/ngx_stream_module.so; do
+  pkg=${pair%%:*} what=${pair#*:}
+  if [[ $what == /* ]]; then [[ -e $what ]] || need+=("$pkg")
+  else command -v "$what" >/dev/null || need+=("$pkg"); fi
+done
+if ((${#need[@]})); then
+  log "installing: ${need[*]}"
+  sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+PY=$(command -v /usr/bin/python3 || command -v python3)
+HELP=$BENCH/bench.py
+py() { "$PY" "$HELP" "$@"; }
+
+# ---------------------------------------------------------------------- build
+
+if [[ ${BUILD:-1} == 1 ]]; then
+  log "building tioga and examples/bare_pingora (release)"
+  (cd "$ROOT" && "$CARGO" build --release --quiet --bin tioga --example bare_pingora)
+fi
+TIOGA=$ROOT/target/release/tioga
+BARE=$ROOT/target/release/examples/bare_pingora
+# What is measured: the source state now (just after the build), and the binary's date.
+TIOGA_VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1), git $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), binary built $(date -u -r "$TIOGA" '+%Y-%m-%d %H:%M UTC')"
+
+# ------------------------------------------------------------ temp dir, cleanup
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/tioga-bench.XXXXXX")
+PIDS=() # every process this script started (their children are found at cleanup)
+
+# Succeeds while any of the given processes is still running (not gone, not a zombie
+# waiting to be reaped).
+any_alive() {
+  local pid stat
+  for pid in "$@"; do
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    stat=${stat##*) }
+    [[ ${stat:0:1} == Z ]] || return 0
+  done
+  return 1
+}
+
+# Stops the given processes and their direct children (nginx workers): SIGINT first
+# (fast shutdown; SIGTERM would make Pingora drain for its grace period), then SIGTERM
+# (HAProxy started in the background of a script inherits an ignored SIGINT), then
+# SIGKILL.
+stop_pids() {
+  local pid sig all=()
+  for pid in "$@"; do
+    all+=("$pid")
+    mapfile -t -O "${#all[@]}" all < <(pgrep -P "$pid" || true)
+  done
+  ((${#all[@]})) || return 0
+  for sig in INT TERM KILL; do
+    kill -"$sig" "${all[@]}" 2>/dev/null || true
+    for _ in $(seq 20); do
+      any_alive "${all[@]}" || break 2
+      sleep 0.1
+    done
+  done
+  wait "$@" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  ((${#PIDS[@]})) && stop_pids "${PIDS[@]}"
+  if [[ ${KEEP_TMP:-0} == 1 || $rc != 0 ]]; then
+    log "temp dir kept: $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Raise the open-file limit: CONNS client connections plus their upstream side.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+(($(ulimit -n) >= 2 * CONNS + 1000)) || die "ulimit -n $(ulimit -n) is too low for CONNS=$CONNS"
+
+# ------------------------------------------------------------------- helpers
+
+# start NAME CPU CMD... — runs CMD pinned to CPU in the background; its pid in LAST_PID.
+start() {
+  local name=$1 cpu=$2
+  shift 2
+  taskset -c "$cpu" "$@" >"$TMP/$name.out" 2>&1 &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+
+# Forget stopped pids.
+forget() {
+  local keep=() p q drop
+  for p in "${PIDS[@]}"; do
+    drop=0
+    for q in "$@"; do [[ $p == "$q" ]] && drop=1; done
+    ((drop)) || keep+=("$p")
+  done
+  PIDS=("${keep[@]}")
+}
+
+# wait_port PORT PID — until 127.0.0.1:PORT accepts, or fail if PID died / 10 s passed.
+wait_port() {
+  local port=$1 pid=$2
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# render TEMPLATE OUT KEY=VALUE... — replaces every @KEY@ in TEMPLATE.
+render() {
+  local in=$1 out=$2 kv args=()
+  shift 2
+  for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
+  sed "${args[@]}" "$in" >"$out"
+  ! grep -n '@[A-Z_]*@' "$out" || die "unfilled placeholder in $out"
+}
+
+# The process ids whose CPU and memory count for a proxy: it and its children.
+pids_of() { echo "$1" "$(pgrep -P "$1" | tr '\n' ' ')"; }
+
+RAW=$TMP/raw.tsv
+META=$TMP/meta.tsv
+printf 'rep\tmeasure\tproxy\tvalue\tnote\n' >"$RAW"
+: >"$META"
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-}" >>"$RAW"; }
+meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
+
+# Bounded runs of the load tools, pinned to the load CPU.
+BOUND=$((SECS + 30))
+load() { timeout --kill-after=5 "$BOUND" taskset -c "$LOAD_CPU" "$@"; }
+
+# ------------------------------------------------------------------ backends
+
+read -r BACKEND_A BACKEND_B IPERF_PORT < <(py ports 3)
+render "$BENCH/nginx-backend.conf.in" "$TMP/nginx-backend.conf" \
+  TMP="$TMP" BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B"
+nginx -t -q -p "$TMP/" -e "$TMP/nginx-backend.error.log" -c "$TMP/nginx-backend.conf" \
+  || die "backend nginx config invalid"
+start nginx-backend "$LOAD_CPU" nginx -p "$TMP/" -e "$TMP/nginx-backend.error.log" \
+  -c "$TMP/nginx-backend.conf"
+if ! wait_port "$BACKEND_A" "$LAST_PID" || ! wait_port "$BACKEND_B" "$LAST_PID"; then
+  die "backend nginx did not start: $(cat "$TMP/nginx-backend.out")"
+fi
+start iperf3-server "$LOAD_CPU" iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT"
+wait_port "$IPERF_PORT" "$LAST_PID" || die "iperf3 -s did not start"
+log "backends: http 127.0.0.1:$BACKEND_A, 127.0.0.1:$BACKEND_B; iperf3 127.0.0.1:$IPERF_PORT"
+
+# ------------------------------------------------------------------- proxies
+
+declare -A PID HTTP TCP TCP_IPERF ADMIN
+# "direct" = the load generator straight at a backend, no proxy: a reference only.
+HTTP[direct]=$BACKEND_A
+TCP_IPERF[direct]=$IPERF_PORT
+
+# check_http PORT — 4 requests must all be 200 and reach both backends (round robin).
+check_http() {
+  local port=$1 seen="" body
+  for _ in 1 2 3 4; do
+    body=$(curl -fsS --max-time 5 "http://127.0.0.1:$port/") || return 1
+    seen+=${body:0:9}
+  done
+  [[ $seen == *backend-a* && $seen == *backend-b* ]]
+}
+
+start_tioga() { # NAME ACCESS_LOG_LINE
+  local name=$1 access=$2 cfg=$TMP/$1.yaml ports
+  read -r -a ports < <(py ports 4)
+  HTTP[$name]=${ports[0]} TCP[$name]=${ports[1]} TCP_IPERF[$name]=${ports[2]}
+  ADMIN[$name]=${ports[3]}
+  render "$BENCH/tioga.yaml.in" "$cfg" TMP="$TMP" NAME="${name/+/-}" ACCESS_LOG="$access" \
+    ADMIN_PORT="${ADMIN[$name]}" HTTP_PORT="${HTTP[$name]}" TCP_PORT="${TCP[$name]}" \
+    TCP_IPERF_PORT="${TCP_IPERF[$name]}" BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B" \
+    IPERF_PORT="$IPERF_PORT"
+  "$TIOGA" -c "$cfg" -t >"$TMP/$name.check" 2>&1 || die "tioga config invalid: $(cat "$TMP/$name.check")"
+  start "$name" "$PROXY_CPU" "$TIOGA" -c "$cfg"
+}
+
+start_haproxy() {
+  local cfg=$TMP/haproxy.cfg ports
+  read -r -a ports < <(py ports 3)
+  HTTP[haproxy]=${ports[0]} TCP[haproxy]=${ports[1]} TCP_IPERF[haproxy]=${ports[2]}
+  render "$BENCH/haproxy.cfg.in" "$cfg" TMP="$TMP" HTTP_PORT="${ports[0]}" \
+    TCP_PORT="${ports[1]}" TCP_IPERF_PORT="${ports[2]}" BACKEND_A="$BACKEND_A" \
+    BACKEND_B="$BACKEND_B" IPERF_PORT="$IPERF_PORT"
+  haproxy -q -c -f "$cfg" || die "haproxy config invalid"
+  start haproxy "$PROXY_CPU" haproxy -db -f "$cfg"
+}
+
+start_nginx() {
+  local cfg=$TMP/nginx-proxy.conf ports
+  read -r -a ports < <(py ports 3)
+  HTTP[nginx]=${ports[0]} TCP[nginx]=${ports[1]} TCP_IPERF[nginx]=${ports[2]}
+  render "$BENCH/nginx-proxy.conf.in" "$cfg" TMP="$TMP" HTTP_PORT="${ports[0]}" \
+    TCP_PORT="${ports[1]}" TCP_IPERF_PORT="${ports[2]}" BACKEND_A="$BACKEND_A" \
+    BACKEND_B="$BACKEND_B" IPERF_PORT="$IPERF_PORT"
+  nginx -t -q -p "$TMP/" -e "$TMP/nginx-proxy.error.log" -c "$cfg" || die "nginx config invalid"
+  start nginx "$PROXY_CPU" nginx -p "$TMP/" -e "$TMP/nginx-proxy.error.log" -c "$cfg"
+}
+
+start_pingora() {
+  HTTP[pingora]=$(py ports 1)
+  TMPDIR=$TMP start pingora "$PROXY_CPU" "$BARE" "127.0.0.1:${HTTP[pingora]}" \
+    "127.0.0.1:$BACKEND_A" "127.0.0.1:$BACKEND_B"
+}
+
+ACCESS_LOG_FILE=$TMP/tioga-access.log
+start_all() {
+  start_tioga tioga "# access_log: off (Tioga's default when the key is absent)"
+  PID[tioga]=$LAST_PID
+  start_tioga tioga+log "access_log: {target: $ACCESS_LOG_FILE, format: json}"
+  PID[tioga+log]=$LAST_PID
+  start_haproxy; PID[haproxy]=$LAST_PID
+  start_nginx; PID[nginx]=$LAST_PID
+  start_pingora; PID[pingora]=$LAST_PID
+  local p port
+  for p in tioga tioga+log haproxy nginx pingora; do
+    for port in "${HTTP[$p]}" ${TCP[$p]:-} ${TCP_IPERF[$p]:-} ${ADMIN[$p]:-}; do
+      wait_port "$port" "${PID[$p]}" || die "$p did not listen on $port: $(tail -n 20 "$TMP/$p.out")"
+    done
+    check_http "${HTTP[$p]}" || die "$p: HTTP check through its L7 listener failed"
+    if [[ -n ${TCP[$p]:-} ]]; then
+      check_http "${TCP[$p]}" || die "$p: HTTP check through its TCP listener failed"
+    fi
+  done
+}
+
+stop_all() {
+  local p pids=()
+  for p in tioga tioga+log haproxy nginx pingora; do pids+=("${PID[$p]}"); done
+  stop_pids "${pids[@]}"
+  forget "${pids[@]}"
+}
+
+# ------------------------------------------------------------------ measures
+
+# Each takes REP PROXY and records its numbers; a failed tool run records an anomaly.
+
+measure_mem() {
+  local rep=$1 p=$2 out idle loaded alive bad
+  # shellcheck disable=SC2046 # pids_of's words are pids
+  if ! out=$(timeout 120 taskset -c "$LOAD_CPU" "$PY" "$HELP" mem --port "${HTTP[$p]}" \
+    --conns "$CONNS" $(pids_of "${PID[$p]}") 2>"$TMP/mem-$p.err"); then
+    record "$rep" rss_idle "$p" "" "memory probe failed: $(tail -n 1 "$TMP/mem-$p.err")"
+    return
+  fi
+  read -r idle loaded alive bad <<<"$out"
+  record "$rep" rss_idle "$p" "$idle"
+  record "$rep" rss_conns "$p" "$loaded"
+  local note=""
+  ((alive == CONNS)) || note="only $alive of $CONNS connections still open at the reading"
+  ((bad == 0)) || note+="${note:+; }$bad non-200 answers"
+  record "$rep" kib_per_conn "$p" "$("$PY" -c "print(round(($loaded - $idle) / $CONNS, 3))")" "$note"
+}
+
+# wrk_run REP PROXY PORT MEASURE_PREFIX [EXTRA wrk ARGS...] — records rps (and p99).
+wrk_run() {
+  local rep=$1 p=$2 port=$3 what=$4 out=$TMP/wrk-$4-$2-$1.txt rps p99 total non2xx errs note=""
+  shift 4
+  if ! load wrk -t1 -c50 -d"${SECS}s" --latency "$@" "http://127.0.0.1:$port/" >"$out" 2>&1; then
+    record "$rep" "${what}_rps" "$p" "" "wrk failed: $(tail -n 2 "$out" | tr '\n' ' ')"
+    return
+  fi
+  read -r rps p99 total non2xx errs < <(py wrk "$out")
+  ((non2xx == 0)) || note="$non2xx non-2xx answers of $total"
+  ((errs == 0)) || note+="${note:+; }$errs socket errors of $total requests"
+  case $what in
+    l7_ka) record "$rep" l7_ka_rps "$p" "$rps" "$note"; record "$rep" l7_ka_p99 "$p" "$p99" ;;
+    l7_close) record "$rep" l7_close_rps "$p" "$rps" "$note" ;;
+    l4_conn) record "$rep" l4_conn_rate "$p" "$rps" "$note" ;;
+  esac
+}
+
+measure_l7_ka() {
+  local rep=$1 p=$2
+  load wrk -t1 -c50 -d1s "http://127.0.0.1:${HTTP[$p]}/" >/dev/null 2>&1 || true # warm-up
+  [[ $p == tioga+log ]] && : >"$ACCESS_LOG_FILE"
+  wrk_run "$rep" "$p" "${HTTP[$p]}" l7_ka
+  if [[ $p == tioga+log ]]; then
+    # The access log must really have been written (and say how much was dropped).
+    local lines dropped
+    lines=$(wc -l <"$ACCESS_LOG_FILE")
+    dropped=$(curl -fsS "http://127.0.0.1:${ADMIN[$p]}/metrics" |
+      awk '/^tioga_access_log_dropped_total/ {print $2}')
+    log "  tioga+log: $lines access-log lines written, ${dropped:-?} dropped since start"
+    ((lines > 0)) || record "$rep" l7_ka_rps "$p" "" "access log is empty"
+    [[ ${dropped:-0} == 0 ]] || record "$rep" access_log "$p" "" "${dropped} lines dropped"
+    : >"$ACCESS_LOG_FILE"
+  fi
+}
+measure_l7_close() { wrk_run "$1" "$2" "${HTTP[$2]}" l7_close -H 'Connection: close'; }
+measure_l4_conn() { wrk_run "$1" "$2" "${TCP[$2]}" l4_conn -H 'Connection: close'; }
+
+measure_cpu() {
+  local rep=$1 p=$2 out=$TMP/h2load-$2-$1.txt pids before after sys_before sys_after ok bad rps
+  read -r -a pids < <(pids_of "${PID[$p]}")
+  read -r before sys_before < <(py cpu-us "${pids[@]}")
+  if ! load h2load --h1 -t1 -c50 --rps="$RPS_PER_CLIENT" -D "$SECS" \
+    "http://127.0.0.1:${HTTP[$p]}/" >"$out" 2>&1; then
+    record "$rep" cpu_us_per_req "$p" "" "h2load failed: $(tail -n 2 "$out" | tr '\n' ' ')"
+    return
+  fi
+  read -r after sys_after < <(py cpu-us "${pids[@]}")
+  read -r ok bad rps < <(py h2load "$out")
+  local note=""
+  if "$PY" -c "import sys; sys.exit(0 if $rps >= 0.97 * $RATE else 1)"; then :; else
+    note="did not sustain the rate: $rps req/s of $RATE"
+  fi
+  ((bad == 0)) || note+="${note:+; }$bad failed/errored/non-2xx requests"
+  ((ok > 0)) || { record "$rep" cpu_us_per_req "$p" "" "no request completed"; return; }
+  record "$rep" cpu_us_per_req "$p" "$("$PY" -c "print(round(($after - $before) / $ok, 3))")" "$note"
+  ((after > before)) && record "$rep" cpu_sys_pct "$p" \
+    "$("$PY" -c "print(round(100 * ($sys_after - $sys_before) / ($after - $before), 1))")"
+  return 0
+}
+
+measure_l4_bulk() {
+  local rep=$1 p=$2 out=$TMP/iperf-$2-$1.json
+  if ! load iperf3 -c 127.0.0.1 -p "${TCP_IPERF[$p]}" -t "$SECS" -J >"$out" 2>&1; then
+    record "$rep" l4_bulk_gbps "$p" "" "iperf3 failed: $(grep -o '"error":.*' "$out" | head -n 1)"
+    return
+  fi
+  record "$rep" l4_bulk_gbps "$p" "$(py iperf "$out")"
+}
+
+# Who takes part in which measure ("direct": no proxy, reference only).
+declare -A WHO=(
+  [mem]="tioga haproxy nginx pingora"
+  [l7_ka]="tioga tioga+log haproxy nginx pingora direct"
+  [l7_close]="tioga haproxy nginx pingora direct"
+  [cpu]="tioga haproxy nginx pingora"
+  [l4_conn]="tioga haproxy nginx"
+  [l4_bulk]="tioga haproxy nginx direct"
+)
+MEASURE_ORDER=(mem l7_ka l7_close cpu l4_conn l4_bulk)
+BASE_ORDER=(tioga tioga+log haproxy nginx pingora direct)
+
+# The fixed rate: given, or half the slowest proxy's keep-alive throughput in rep 1.
+choose_rate() {
+  [[ -n $RATE ]] && return 0
+  local slowest
+  slowest=$(awk -F'\t' '$1 == 1 && $2 == "l7_ka_rps" && $4 != "" &&
+      $3 ~ /^(tioga|haproxy|nginx|pingora)$/ {
+      if (min == "" || $4 + 0 < min) min = $4 + 0 } END { print int(min) }' "$RAW")
+  ((slowest > 0)) || die "no keep-alive result to choose the CPU-measure rate from"
+  RATE=$((slowest / 2 / 1000 * 1000))
+  ((RATE <= 30000)) || RATE=30000
+  ((RATE >= 1000)) || RATE=1000
+  RATE_ORIGIN="chosen after repetition 1: half the slowest proxy's keep-alive throughput ($slowest req/s), rounded down to 1000, at most 30000"
+  log "CPU measure rate: $RATE req/s"
+}
+RATE_ORIGIN="given by RATE"
+
+# -------------------------------------------------------------------- the run
+
+meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+meta load_before "$(cut -d' ' -f1-3 /proc/loadavg)"
+py steal "$TMP/steal.json" # start counting hypervisor steal
+log "load average now: $(cut -d' ' -f1-3 /proc/loadavg) (others using the machine skew results)"
+
+for ((rep = 1; rep <= REPS; rep++)); do
+  # Rotate the order each repetition so that no proxy always runs first or last.
+  shift_by=$(((rep - 1) % ${#BASE_ORDER[@]}))
+  order=("${BASE_ORDER[@]:shift_by}" "${BASE_ORDER[@]:0:shift_by}")
+  meta "order:$rep" "${order[*]}"
+  log "repetition $rep/$REPS: order ${order[*]}"
+  start_all
+  for m in "${MEASURE_ORDER[@]}"; do
+    if [[ $m == cpu ]]; then
+      choose_rate
+      RPS_PER_CLIENT=$((RATE / 50))
+    fi
+    for p in "${order[@]}"; do
+      [[ " ${WHO[$m]} " == *" $p "* ]] || continue
+      log "  $m: $p"
+      "measure_$m" "$rep" "$p"
+      sleep 1 # let closing connections settle between runs
+    done
+  done
+  stop_all
+done
+
+# ------------------------------------------------------------------ the report
+
+meta load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
+meta steal "$(py steal "$TMP/steal.json")"
+meta reps "$REPS"
+meta duration "${SECS}s"
+meta smoke "$( ((REPS < 5 || SECS < 10)) && echo 1 || echo 0)"
+meta cpu "$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)"
+meta nproc "$(nproc)"
+meta kernel "$(uname -r)"
+meta rate "$RATE"
+meta rps_per_client "$RPS_PER_CLIENT"
+meta rate_origin "$RATE_ORIGIN"
+meta version:tioga "$TIOGA_VERSION"
+meta version:pingora "$(awk '/^name = "pingora-core"$/ {getline; gsub(/"/, "", $3); print $3}' "$ROOT/Cargo.lock")"
+meta version:rustc "$(rustc --version 2>/dev/null || echo '?')"
+meta version:haproxy "$(haproxy -v | head -n 1)"
+meta version:nginx "$(nginx -v 2>&1)"
+meta version:wrk "$(wrk -v 2>&1 | head -n 1 || true)"
+meta version:h2load "$(h2load --version)"
+meta version:iperf3 "$(iperf3 --version | head -n 1)"
+meta method "L7 keep-alive: \`wrk -t1 -c50 -d${SECS}s --latency\` after a 1 s warm-up; p99 from wrk's latency distribution."
+meta method "L7 new connection per request: the same with \`-H 'Connection: close'\` (each proxy keeps its upstream connections)."
+meta method "CPU: (utime+stime of the proxy's processes from /proc/PID/stat, delta over the h2load run, in µs) / requests completed; /proc ticks are 10 ms. A proxy below 97 % of the rate is listed under anomalies."
+meta method "L4 connection rate: \`wrk -t1 -c50 -H 'Connection: close'\` through the TCP listener (one client and one backend connection per request); bare Pingora has no TCP listener."
+meta method "L4 bulk: \`iperf3 -c -t ${SECS}\`, one stream, through a TCP listener whose pool is the single \`iperf3 -s\` (control and data connections both proxied); client and server share CPU 1."
+meta method "Memory: 200 warm-up requests, VmRSS summed over the proxy's processes (nginx master + worker), then $CONNS connections opened one after the other, one keep-alive request each, left idle; KiB/conn = (RSS_$CONNS − RSS_idle) / $CONNS. Measured first in each repetition, on freshly started proxies."
+meta method "Same work for all: Host passed unchanged, X-Forwarded-For/-Proto/-Host added (HAProxy \`option forwardfor\` + set-header, nginx proxy_set_header, bare Pingora in upstream_request_filter); no logging; nginx \`keepalive_requests\` lifted (its default closes a client connection every 1000 requests). Tioga runs one thread per listener plus its admin endpoint, all pinned to CPU 0."
+"$PY" "$HELP" report --raw "$RAW" --meta "$META" --out "$OUT"
+log "wrote $OUT"
