@@ -72,7 +72,9 @@ fn backend_answers_with_its_name_and_health() {
     assert_eq!(a.health_checks(), 3);
     assert_eq!(a.requests(), 4);
     // The backend counts a request as done just after the client has its answer.
-    wait_until(Duration::from_secs(5), "no request in flight", || a.active() == 0);
+    wait_until(Duration::from_secs(5), "no request in flight", || {
+        a.active() == 0
+    });
 }
 
 #[test]
@@ -189,7 +191,9 @@ fn slow_and_stall_are_in_flight() {
     });
     let resp = slow.join().unwrap();
     assert_eq!(resp.text(), "a\n");
-    wait_until(Duration::from_secs(5), "the slow request done", || a.active() == 0);
+    wait_until(Duration::from_secs(5), "the slow request done", || {
+        a.active() == 0
+    });
 
     let stalled = Request::get("/stall")
         .timeout(Duration::from_millis(300))
