@@ -61,6 +61,32 @@ listeners:
     )
 }
 
+/// Two backends in pool `app`, Tioga with an HTTP listener `web`, a TCP listener
+/// `raw` on the same pool, the admin endpoint and the given `access_log` value.
+struct Setup {
+    a: HttpBackend,
+    b: HttpBackend,
+    admin: SocketAddr,
+    web: SocketAddr,
+    raw: SocketAddr,
+    tioga: Tioga,
+}
+
+fn setup(access_log: &str) -> Setup {
+    let (a, b) = (spawn_http_backend("a"), spawn_http_backend("b"));
+    let (admin, web, raw) = (free_addr(), free_addr(), free_addr());
+    let yaml = config(admin, web, raw, a.addr(), b.addr(), access_log);
+    let tioga = Tioga::start(&yaml, &[admin, web]);
+    Setup {
+        a,
+        b,
+        admin,
+        web,
+        raw,
+        tioga,
+    }
+}
+
 /// One raw HTTP/1.0 request through the TCP listener, read to EOF.
 fn through_tcp(raw: SocketAddr) -> String {
     let mut s = TcpStream::connect(raw).unwrap();
@@ -74,17 +100,15 @@ fn through_tcp(raw: SocketAddr) -> String {
 
 #[test]
 fn counters_move_exactly_and_health_is_reported() {
-    let (a, b) = (spawn_http_backend("a"), spawn_http_backend("b"));
-    let (admin, web, raw) = (free_addr(), free_addr(), free_addr());
-    let yaml = config(
+    // Bound, not `_`: the backends and Tioga live until the end of the test.
+    let Setup {
+        a,
+        b,
         admin,
         web,
         raw,
-        a.addr(),
-        b.addr(),
-        "{target: '@DIR@/access.log'}",
-    );
-    let _tioga = Tioga::start(&yaml, &[admin, web]);
+        tioga: _tioga,
+    } = setup("{target: '@DIR@/access.log'}");
 
     let before = metrics(admin);
     let ok = r#"tioga_http_requests_total{class="2xx",listener="web",pool="app",route="web[0]"}"#;
@@ -194,17 +218,14 @@ fn counters_move_exactly_and_health_is_reported() {
 
 #[test]
 fn access_log_has_one_json_line_per_request_and_connection() {
-    let (a, b) = (spawn_http_backend("a"), spawn_http_backend("b"));
-    let (admin, web, raw) = (free_addr(), free_addr(), free_addr());
-    let yaml = config(
-        admin,
+    let Setup {
+        a,
+        b,
+        admin: _admin,
         web,
         raw,
-        a.addr(),
-        b.addr(),
-        "{target: '@DIR@/access.log', format: json}",
-    );
-    let tioga = Tioga::start(&yaml, &[admin, web]);
+        tioga,
+    } = setup("{target: '@DIR@/access.log', format: json}");
     let log = tioga.dir().join("access.log");
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
     let baseline = read().lines().count(); // the readiness probe of `raw` may have logged
@@ -256,17 +277,14 @@ fn access_log_has_one_json_line_per_request_and_connection() {
 
 #[test]
 fn access_log_combined_format() {
-    let (a, b) = (spawn_http_backend("a"), spawn_http_backend("b"));
-    let (admin, web, raw) = (free_addr(), free_addr(), free_addr());
-    let yaml = config(
-        admin,
+    let Setup {
+        a: _a,
+        b: _b,
+        admin: _admin,
         web,
-        raw,
-        a.addr(),
-        b.addr(),
-        "{target: '@DIR@/access.log', format: combined}",
-    );
-    let tioga = Tioga::start(&yaml, &[admin, web]);
+        raw: _raw,
+        tioga,
+    } = setup("{target: '@DIR@/access.log', format: combined}");
     let log = tioga.dir().join("access.log");
     let resp = Request::get("/api/c")
         .header("user-agent", "probe/1")
