@@ -15,9 +15,9 @@ mod common;
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -40,20 +40,6 @@ const TEST_ONLY_ENV: &[&str] = &[
 /// Start of every config: one worker thread, files in the test's temp dir.
 const SERVER: &str =
     "server: {threads: 1, pid_file: '@DIR@/tioga.pid', upgrade_sock: '@DIR@/up.sock'}\n";
-
-/// Polls `child` until it exits or `timeout` passes.
-fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Builds `examples/api_key.rs` once per test run and returns the binary's path: the
 /// `examples/` folder beside the `tioga` binary, in the same profile. A failed build

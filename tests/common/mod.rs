@@ -31,7 +31,7 @@ pub use backend::{
     fnv1a64_hex, spawn_http_backend, spawn_tcp_backend, Fnv, HttpBackend, TcpBackend,
 };
 pub use client::{get, Conn, Request, Response};
-pub use tioga::{check_config, free_addr, free_port, Tioga, CONFIG_FILE};
+pub use tioga::{check_config, free_addr, free_port, wait_child, Tioga, CONFIG_FILE};
 
 /// Calls `f` until it returns true, pausing briefly between calls (5 ms growing to
 /// 50 ms). Panics with `what` if `deadline` passes first.

@@ -89,7 +89,7 @@ pub fn check_config(yaml: &str) -> (i32, String) {
 }
 
 /// Polls `child` until it exits or `timeout` passes.
-fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
