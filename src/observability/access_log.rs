@@ -225,11 +225,6 @@ pub fn render(e: &Entry, format: Format, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-/// Seconds as f64, for durations.
-pub fn seconds(d: Duration) -> f64 {
-    d.as_secs_f64()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
