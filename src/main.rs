@@ -1,5 +1,12 @@
 //! The `tioga` binary: the library's command line, nothing more.
 
+/// mimalloc instead of glibc's malloc: the proxy allocates and frees small buffers on
+/// every request (and frees some on another thread, e.g. access-log entries), which
+/// glibc serves with arena locks and chunk consolidation (about 11% of the CPU per
+/// request in a profile; `bench/results.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     tioga::Tioga::new().run_from_args()
 }

@@ -1,22 +1,23 @@
 //! The access log: one line per HTTP request and per TCP connection, as JSON or as a
 //! combined-style text line, to stdout, stderr or a file.
 //!
-//! Logging never blocks the request path: entries go into a bounded queue that a
-//! dedicated thread drains every 50 ms, formatting and writing them in one batch. When
-//! the queue is full the entry is dropped and counted in `tioga_access_log_dropped_total`.
+//! Logging never blocks the request path and allocates nothing there: the worker
+//! thread renders the line into a reused thread-local buffer and appends it to a shared
+//! batch (one uncontended lock); a dedicated thread swaps the batch out every 50 ms and
+//! writes it with one `write`. When the batch is full (the target cannot keep up) the
+//! line is dropped and counted in `tioga_access_log_dropped_total`.
 
-use serde::Serialize;
+use std::cell::RefCell;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, Weak};
 use std::time::{Duration, SystemTime};
 
-/// Entries that may wait for the writer.
-const QUEUE: usize = 16 * 1024;
+/// The most a batch may hold before lines are dropped: at least 8 MiB every 50 ms, far
+/// above any rate one machine serves.
+const MAX_BATCH: usize = 8 * 1024 * 1024;
 
-/// How often the writer drains the queue: lines reach the target within this time,
-/// and up to `QUEUE` / `BATCH_INTERVAL` (over 300,000) lines a second are kept.
+/// How often the writer writes the batch: lines reach the target within this time.
 const BATCH_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Where lines go.
@@ -39,41 +40,40 @@ pub enum Format {
     Combined,
 }
 
-/// One request or connection.
-#[derive(Debug, Serialize)]
-pub struct Entry {
+/// One request or connection, borrowed from the request for as long as it is rendered.
+#[derive(Debug)]
+pub struct Entry<'a> {
     /// When it ended (RFC 3339).
-    #[serde(serialize_with = "rfc3339")]
     pub time: SystemTime,
     /// `http` or `tcp`.
     pub protocol: &'static str,
     /// Client address.
     pub client: Option<SocketAddr>,
     /// Listener name.
-    pub listener: Arc<str>,
+    pub listener: &'a str,
     /// Route name (`LISTENER[i]`), HTTP only.
-    pub route: Option<Arc<str>>,
+    pub route: Option<&'a str>,
     /// Pool name.
-    pub pool: Option<Arc<str>>,
+    pub pool: Option<&'a str>,
     /// Backend that served it.
     pub backend: Option<SocketAddr>,
     /// Request method (HTTP).
-    pub method: String,
+    pub method: &'a str,
     /// Request path and query (HTTP).
-    pub path: String,
+    pub path: &'a str,
     /// Host header (HTTP).
-    pub host: String,
+    pub host: &'a str,
     /// Referer header (HTTP).
-    pub referer: String,
+    pub referer: &'a str,
     /// User-Agent header (HTTP).
-    pub user_agent: String,
+    pub user_agent: &'a str,
     /// Status sent (HTTP), or 0 for a TCP connection closed normally, 502/503 when it
     /// could not be relayed.
     pub status: u16,
-    /// Total duration in seconds.
-    pub duration: f64,
-    /// Time to the backend's response head (HTTP), in seconds.
-    pub upstream_duration: Option<f64>,
+    /// Total duration.
+    pub duration: Duration,
+    /// Time to the backend's response head (HTTP).
+    pub upstream_duration: Option<Duration>,
     /// Bytes received from the client (body for HTTP).
     pub bytes_in: u64,
     /// Bytes sent to the client (body for HTTP).
@@ -82,21 +82,21 @@ pub struct Entry {
     pub retries: u32,
 }
 
-fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_rfc3339_millis(*t))
+thread_local! {
+    /// Each worker thread's line buffer, reused for every line it renders.
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
 }
 
-/// What the writer thread takes: the queue's receiving end, the output, the format.
-type Writer = (Receiver<Entry>, Box<dyn Write + Send>, Format);
-
-/// The access log's queue; cheap to share.
+/// The access log; cheap to share.
 pub struct AccessLog {
-    queue: SyncSender<Entry>,
+    format: Format,
+    /// Rendered lines waiting for the writer.
+    batch: Arc<Mutex<Vec<u8>>>,
     dropped: prometheus::IntCounter,
-    /// The writer's half, until the writer thread starts. The thread starts with the
-    /// first entry rather than at start-up: `-d` forks after start-up, and a thread
-    /// started before the fork would not exist in the daemon.
-    writer: Mutex<Option<Writer>>,
+    /// The output, until the writer thread starts. The thread starts with the first
+    /// entry rather than at start-up: `-d` forks after start-up, and a thread started
+    /// before the fork would not exist in the daemon.
+    out: Mutex<Option<Box<dyn Write + Send>>>,
     started: Once,
 }
 
@@ -117,160 +117,141 @@ impl AccessLog {
                     .open(path)?,
             ),
         };
-        let (queue, rx) = sync_channel(QUEUE);
         Ok(Self {
-            queue,
+            format,
+            batch: Arc::new(Mutex::new(Vec::with_capacity(64 * 1024))),
             dropped,
-            writer: Mutex::new(Some((rx, out, format))),
+            out: Mutex::new(Some(out)),
             started: Once::new(),
         })
     }
 
     fn start_writer(&self) {
-        let Some((rx, out, format)) = self.writer.lock().ok().and_then(|mut w| w.take()) else {
+        let Some(out) = self.out.lock().ok().and_then(|mut o| o.take()) else {
             return;
         };
+        let batch = Arc::downgrade(&self.batch);
+        let dropped = self.dropped.clone();
         let spawned = std::thread::Builder::new()
             .name("tioga-access-log".into())
-            .spawn(move || {
-                write_lines(
-                    rx,
-                    std::io::BufWriter::with_capacity(64 * 1024, out),
-                    format,
-                )
-            });
+            .spawn(move || write_batches(&batch, out, &dropped));
         if let Err(e) = spawned {
             log::error!("access log: cannot start the writer thread: {e}");
         }
     }
 
-    /// Queues `entry` without waiting.
-    pub fn log(&self, entry: Entry) {
+    /// Renders `entry` and adds it to the batch, without waiting for the output.
+    pub fn log(&self, entry: &Entry<'_>) {
         self.started.call_once(|| self.start_writer());
-        if let Err(TrySendError::Full(_)) = self.queue.try_send(entry) {
-            self.dropped.inc();
-        }
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            super::log_line::render(entry, self.format, line);
+            let Ok(mut batch) = self.batch.lock() else {
+                return;
+            };
+            if batch.len() + line.len() > MAX_BATCH {
+                drop(batch);
+                self.dropped.inc();
+                return;
+            }
+            batch.extend_from_slice(line);
+        });
     }
 }
 
-/// The writer loop: wakes every [`BATCH_INTERVAL`], writes whatever is queued and
-/// flushes once. Senders never wake it (a blocking `recv` would cost a futex wake and a
-/// context switch per request); it ends when every sender is gone.
-fn write_lines(rx: Receiver<Entry>, mut out: impl Write, format: Format) {
-    let mut line = Vec::with_capacity(512);
+/// The writer loop: every [`BATCH_INTERVAL`] takes the batch (swapping in its own empty
+/// buffer, so neither side allocates) and writes it. Nothing wakes it per line (that
+/// would cost a futex wake and a context switch per request). It ends when the access
+/// log is gone. Lines it cannot write are counted as dropped; it keeps trying, so a
+/// full disk loses lines while it lasts, not the log.
+fn write_batches(
+    batch: &Weak<Mutex<Vec<u8>>>,
+    mut out: Box<dyn Write + Send>,
+    dropped: &prometheus::IntCounter,
+) {
+    let mut lines = Vec::with_capacity(64 * 1024);
+    let mut failing = false;
     loop {
         std::thread::sleep(BATCH_INTERVAL);
-        let mut wrote = false;
-        loop {
-            match rx.try_recv() {
-                Ok(entry) => {
-                    line.clear();
-                    render(&entry, format, &mut line);
-                    if out.write_all(&line).is_err() {
-                        return;
-                    }
-                    wrote = true;
+        let Some(shared) = batch.upgrade() else {
+            return;
+        };
+        if let Ok(mut b) = shared.lock() {
+            std::mem::swap(&mut *b, &mut lines);
+        }
+        drop(shared);
+        if lines.is_empty() {
+            continue;
+        }
+        match out.write_all(&lines).and_then(|()| out.flush()) {
+            Ok(()) => failing = false,
+            Err(e) => {
+                let lost = lines.iter().filter(|&&b| b == b'\n').count();
+                dropped.inc_by(lost as u64);
+                if !failing {
+                    log::error!("access log: cannot write ({e}); dropping lines until it can");
                 }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    let _ = out.flush();
-                    return;
-                }
+                failing = true;
             }
         }
-        if wrote && out.flush().is_err() {
-            return;
-        }
+        lines.clear();
+        // A burst may have grown the buffer; do not keep megabytes for ever.
+        lines.shrink_to(1024 * 1024);
     }
-}
-
-/// Formats one entry, newline included.
-pub fn render(e: &Entry, format: Format, out: &mut Vec<u8>) {
-    match format {
-        Format::Json => {
-            let _ = serde_json::to_writer(&mut *out, e);
-        }
-        Format::Combined => {
-            let dash = |s: &str| {
-                if s.is_empty() {
-                    "-".to_string()
-                } else {
-                    s.replace('"', "\\\"")
-                }
-            };
-            let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-            let _ = write!(
-                out,
-                "{} - - [{}] \"{} {} HTTP/1.1\" {} {} \"{}\" \"{}\" protocol={} listener={} route={} pool={} backend={} duration={:.6} upstream_duration={} bytes_in={} retries={}",
-                opt(e.client.map(|c| c.ip().to_string())),
-                humantime::format_rfc3339_millis(e.time),
-                dash(&e.method),
-                dash(&e.path),
-                e.status,
-                e.bytes_out,
-                dash(&e.referer),
-                dash(&e.user_agent),
-                e.protocol,
-                e.listener,
-                opt(e.route.as_ref().map(|r| r.to_string())),
-                opt(e.pool.as_ref().map(|p| p.to_string())),
-                opt(e.backend.map(|b| b.to_string())),
-                e.duration,
-                opt(e.upstream_duration.map(|d| format!("{d:.6}"))),
-                e.bytes_in,
-                e.retries,
-            );
-        }
-    }
-    out.push(b'\n');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry() -> Entry {
-        Entry {
-            time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            protocol: "http",
-            client: Some("127.0.0.1:5000".parse().unwrap()),
-            listener: "web".into(),
-            route: Some("web[0]".into()),
-            pool: Some("api".into()),
-            backend: Some("127.0.0.1:9001".parse().unwrap()),
-            method: "GET".into(),
-            path: "/a?b=1".into(),
-            host: "example.com".into(),
-            referer: String::new(),
-            user_agent: "curl/8".into(),
-            status: 200,
-            duration: 0.0125,
-            upstream_duration: Some(0.01),
+    #[test]
+    fn lines_reach_the_file_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let dropped = prometheus::IntCounter::new("d", "d").unwrap();
+        let log =
+            AccessLog::open(&Target::File(path.clone()), Format::Json, dropped.clone()).unwrap();
+        let mut e = Entry {
+            time: SystemTime::now(),
+            protocol: "tcp",
+            client: None,
+            listener: "db",
+            route: None,
+            pool: Some("pg"),
+            backend: None,
+            method: "",
+            path: "",
+            host: "",
+            referer: "",
+            user_agent: "",
+            status: 0,
+            duration: Duration::ZERO,
+            upstream_duration: None,
             bytes_in: 0,
-            bytes_out: 42,
-            retries: 1,
+            bytes_out: 0,
+            retries: 0,
+        };
+        for status in [200, 404, 503] {
+            e.status = status;
+            log.log(&e);
         }
-    }
-
-    #[test]
-    fn json_lines_carry_every_field() {
-        let mut out = Vec::new();
-        render(&entry(), Format::Json, &mut out);
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["client"], "127.0.0.1:5000");
-        assert_eq!(v["route"], "web[0]");
-        assert_eq!(v["backend"], "127.0.0.1:9001");
-        assert_eq!(v["status"], 200);
-        assert_eq!(v["retries"], 1);
-        assert_eq!(v["time"], "2023-11-14T22:13:20.000Z");
-        assert!(out.ends_with(b"\n"));
-    }
-
-    #[test]
-    fn combined_lines_start_like_apache() {
-        let mut out = Vec::new();
-        render(&entry(), Format::Combined, &mut out);
-        let line = String::from_utf8(out).unwrap();
-        assert!(line.starts_with("127.0.0.1 - - [2023-11-14T22:13:20.000Z] \"GET /a?b=1 HTTP/1.1\" 200 42 \"-\" \"curl/8\" protocol=http listener=web route=web[0] pool=api backend=127.0.0.1:9001"), "{line}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let text = loop {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if text.lines().count() >= 3 || std::time::Instant::now() > deadline {
+                break text;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let statuses: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["status"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(statuses, [200, 404, 503]);
+        assert_eq!(dropped.get(), 0);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod admin;
+mod log_line;
 pub mod metrics;
 pub mod status;
 

@@ -325,7 +325,7 @@ impl ProxyHttp for HttpProxy {
             }
         }
         if let Some(log) = &self.access_log {
-            log.log(super::http_log::entry(
+            log.log(&super::http_log::entry(
                 session,
                 &self.listener,
                 target,

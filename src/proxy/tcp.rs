@@ -95,7 +95,7 @@ impl ServerApp for TcpProxy {
             self.metrics.fail();
         }
         if let Some(log) = &self.access_log {
-            log.log(self.entry(peer, outcome, start.elapsed()));
+            log.log(&self.entry(peer, outcome, start.elapsed()));
         }
         None
     }
@@ -189,22 +189,22 @@ impl TcpProxy {
         }
     }
 
-    fn entry(&self, client: Option<SocketAddr>, o: Outcome, elapsed: Duration) -> Entry {
+    fn entry(&self, client: Option<SocketAddr>, o: Outcome, elapsed: Duration) -> Entry<'_> {
         Entry {
             time: std::time::SystemTime::now(),
             protocol: "tcp",
             client,
-            listener: self.listener.clone(),
+            listener: &self.listener,
             route: None,
-            pool: Some(Arc::from(self.pool.name())),
+            pool: Some(self.pool.name()),
             backend: o.backend,
-            method: String::new(),
-            path: String::new(),
-            host: String::new(),
-            referer: String::new(),
-            user_agent: String::new(),
+            method: "",
+            path: "",
+            host: "",
+            referer: "",
+            user_agent: "",
             status: o.status,
-            duration: elapsed.as_secs_f64(),
+            duration: elapsed,
             upstream_duration: None,
             bytes_in: o.bytes_in,
             bytes_out: o.bytes_out,
