@@ -282,8 +282,10 @@ fn large_body_streams_through_in_constant_memory() {
     assert_eq!(resp.header("x-backend"), Some("a"));
     let expected = format!("bytes={BIG} fnv={}", hash.lock().unwrap().hex());
     assert_eq!(resp.text(), expected, "the body must arrive intact");
+    // Linux updates VmHWM lazily, so it may read lower after the allocator has given
+    // pages back: a drop is no growth.
     assert!(
-        hwm_after - hwm_before < MAX_GROWTH_KIB,
+        hwm_after.saturating_sub(hwm_before) < MAX_GROWTH_KIB,
         "peak memory grew by {} KiB while streaming {} MiB (limit {MAX_GROWTH_KIB} KiB)",
         hwm_after - hwm_before,
         BIG >> 20

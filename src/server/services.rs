@@ -13,6 +13,7 @@ use crate::proxy::tcp::TcpProxy;
 use crate::routing::RouteTable;
 use crate::upstream::Pool;
 use pingora_core::apps::http_app::HttpServer;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::services::listening::Service;
 use pingora_core::services::ServiceWithDependents;
@@ -152,7 +153,7 @@ fn listener(
             };
             let mut service = Service::new(service_name, app);
             for addr in &l.binds {
-                service.add_tcp(&addr.to_string());
+                service.add_listener(plain_endpoint(&addr.to_string()));
             }
             Ok((Box::new(service), status))
         }
@@ -185,6 +186,15 @@ fn route(
     (r.matcher, target)
 }
 
+/// A plain TCP endpoint without Pingora's per-connection read buffer (64 KiB, zeroed at
+/// accept, held for the connection's life): HTTP/1 reads into its own header and body
+/// buffers and TCP listeners relay in their own loop (or splice), so that buffer only
+/// added a copy, a 64 KiB memset per connection and 64 KiB per idle keep-alive
+/// connection. TLS endpoints keep it: rustls reads records in small pieces.
+fn plain_endpoint(addr: &str) -> ListenerConfig {
+    ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(0))
+}
+
 fn add_http_endpoint<S>(
     service: &mut Service<S>,
     addr: &str,
@@ -195,7 +205,7 @@ where
     S: pingora_core::apps::ServerApp + Send + Sync + 'static,
 {
     match tls {
-        None => service.add_tcp(addr),
+        None => service.add_listener(plain_endpoint(addr)),
         Some(t) => service
             .add_tls(addr, &t.cert.to_string_lossy(), &t.key.to_string_lossy())
             .map_err(|e| ServerError::Tls {
