@@ -69,6 +69,10 @@ impl Filter for ApiKey {
     }
 }
 
+/// The allocator the `tioga` binary uses; a program built on the library picks its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     Tioga::builder()
         .filter("api_key", ApiKey::new)
