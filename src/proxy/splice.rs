@@ -40,9 +40,9 @@ pub(super) fn plain_tcp(client: &Stream) -> Option<TcpStream> {
     #[allow(unsafe_code)]
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     let owned: OwnedFd = borrowed.try_clone_to_owned().ok()?;
-    let std_stream = std::net::TcpStream::from(owned);
-    std_stream.set_nonblocking(true).ok()?;
-    TcpStream::from_std(std_stream).ok()
+    // Already non-blocking: O_NONBLOCK belongs to the open file description, which the
+    // duplicate shares with Pingora's socket.
+    TcpStream::from_std(std::net::TcpStream::from(owned)).ok()
 }
 
 /// Moves bytes from `from` to `to` until EOF, then half-closes `to`. Counts bytes in
