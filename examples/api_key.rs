@@ -54,6 +54,10 @@ impl ApiKey {
 
 #[async_trait]
 impl Filter for ApiKey {
+    fn hooks(&self) -> Hooks {
+        Hooks::REQUEST
+    }
+
     /// Runs once the route is chosen: pass requests with a known key, answer the rest.
     async fn request(&self, req: &mut RequestHeader, _ctx: &mut Context<'_>) -> Result<Decision> {
         let presented = req.headers.get(&self.header).and_then(|v| v.to_str().ok());

@@ -122,7 +122,7 @@ impl Tioga {
 /// What a filter author needs, in one import.
 pub mod prelude {
     pub use crate::filter::settings::{Cidr, Duration, Key, Pattern};
-    pub use crate::filter::{Context, Decision, Filter, Registry, Response, Scope};
+    pub use crate::filter::{Context, Decision, Filter, Hooks, Registry, Response, Scope};
     pub use crate::Tioga;
     pub use async_trait::async_trait;
     pub use bytes::Bytes;

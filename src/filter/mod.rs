@@ -12,16 +12,21 @@
 //! | [`Filter::response_body`] | on each response body chunk | change or drop the chunk |
 //! | [`Filter::connection`] | when a TCP listener accepts a connection | refuse it |
 //!
+//! A filter that implements only some hooks can say so in [`Filter::hooks`]; Tioga
+//! then skips the others on the request path.
+//!
 //! Filters are built once, at config load, from their YAML settings deserialized into
 //! the filter's own settings type (see [`Registry::register`]), so bad settings are
 //! config errors with key path and line. One filter value serves every request of its
 //! route, concurrently: keep per-request data in the [`Context`]'s typed state.
 
 pub mod builtin;
+mod chain;
 mod context;
 mod registry;
 pub mod settings;
 
+pub use chain::FilterChain;
 pub use context::{Context, Response};
 pub use registry::{FilterError, Registry};
 
@@ -50,6 +55,40 @@ pub enum Scope {
     HttpAndTcp,
 }
 
+/// The hooks a filter implements ([`Filter::hooks`]), combined with `|`:
+/// `Hooks::REQUEST | Hooks::RESPONSE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hooks(u8);
+
+impl Hooks {
+    /// None.
+    pub const NONE: Hooks = Hooks(0);
+    /// [`Filter::request`].
+    pub const REQUEST: Hooks = Hooks(1);
+    /// [`Filter::upstream_request`].
+    pub const UPSTREAM_REQUEST: Hooks = Hooks(1 << 1);
+    /// [`Filter::response`].
+    pub const RESPONSE: Hooks = Hooks(1 << 2);
+    /// [`Filter::response_body`].
+    pub const RESPONSE_BODY: Hooks = Hooks(1 << 3);
+    /// [`Filter::connection`].
+    pub const CONNECTION: Hooks = Hooks(1 << 4);
+    /// Every hook (the default).
+    pub const ALL: Hooks = Hooks(0b1_1111);
+
+    /// Whether every hook of `other` is in `self`.
+    pub const fn contains(self, other: Hooks) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for Hooks {
+    type Output = Hooks;
+    fn bitor(self, other: Hooks) -> Hooks {
+        Hooks(self.0 | other.0)
+    }
+}
+
 /// A route filter. See the [module docs](self) for when each hook runs.
 #[async_trait]
 pub trait Filter: Send + Sync + 'static {
@@ -57,6 +96,14 @@ pub trait Filter: Send + Sync + 'static {
     /// [`Filter::connection`] is implemented.
     fn scope(&self) -> Scope {
         Scope::Http
+    }
+
+    /// Which hooks Tioga calls, asked once when the config is loaded. The default,
+    /// [`Hooks::ALL`], is always right; naming only the hooks you implement saves a
+    /// call per request for each one left out (and, for the async ones, a boxed
+    /// future). A hook left out here is never called, even if implemented.
+    fn hooks(&self) -> Hooks {
+        Hooks::ALL
     }
 
     /// Runs once the route is chosen, in route order, before a backend is picked.

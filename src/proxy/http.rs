@@ -8,7 +8,7 @@
 //! is left as the client sent it. Bodies stream through Pingora untouched.
 
 use crate::config::Balance;
-use crate::filter::{Context, Decision, Filter, Response};
+use crate::filter::{Context, Decision, Filter, FilterChain, Hooks, Response};
 use crate::observability::metrics::{GaugeGuard, ListenerMetrics, RouteMetrics};
 use crate::observability::AccessLog;
 use crate::routing::key::request_key;
@@ -32,7 +32,7 @@ pub struct RouteTarget {
     /// filters always answer.
     pub pool: Option<Arc<Pool>>,
     /// The route's filters, in order.
-    pub filters: Box<[Arc<dyn Filter>]>,
+    pub filters: FilterChain,
     /// The route's request counters.
     pub metrics: RouteMetrics,
 }
@@ -96,18 +96,19 @@ impl HttpProxy {
         )
     }
 
-    /// Runs `hook` for each filter of the request's route with its context.
+    /// Runs `run` for each filter of the request's route that implements `hook`.
     fn each_filter(
         &self,
         ctx: &mut RequestCtx,
-        mut hook: impl FnMut(&dyn Filter, &mut Context<'_>) -> Result<()>,
+        hook: Hooks,
+        mut run: impl FnMut(&dyn Filter, &mut Context<'_>) -> Result<()>,
     ) -> Result<()> {
         let Some(target) = self.target(ctx.route) else {
             return Ok(());
         };
-        for f in target.filters.iter() {
+        for f in target.filters.with(hook) {
             let mut fctx = self.filter_context(target, ctx.client, &mut ctx.state);
-            hook(f.as_ref(), &mut fctx)?;
+            run(f, &mut fctx)?;
         }
         Ok(())
     }
@@ -157,7 +158,7 @@ impl ProxyHttp for HttpProxy {
             return Ok(true);
         };
         ctx.route = Some(i);
-        for f in target.filters.iter() {
+        for f in target.filters.with(Hooks::REQUEST) {
             let mut fctx = self.filter_context(target, ctx.client, &mut ctx.state);
             if let Decision::Respond(resp) = f.request(session.req_header_mut(), &mut fctx).await? {
                 respond(session, resp).await?;
@@ -246,7 +247,9 @@ impl ProxyHttp for HttpProxy {
         if let Some(host) = host {
             req.insert_header("x-forwarded-host", host)?;
         }
-        self.each_filter(ctx, |f, fctx| f.upstream_request(req, fctx))
+        self.each_filter(ctx, Hooks::UPSTREAM_REQUEST, |f, fctx| {
+            f.upstream_request(req, fctx)
+        })
     }
 
     /// Runs the route's filters on the backend's response head.
@@ -263,7 +266,7 @@ impl ProxyHttp for HttpProxy {
             // Draining (upgrade or SIGTERM): tell the client to reconnect elsewhere.
             session.set_keepalive(None);
         }
-        self.each_filter(ctx, |f, fctx| f.response(resp, fctx))
+        self.each_filter(ctx, Hooks::RESPONSE, |f, fctx| f.response(resp, fctx))
     }
 
     /// Runs the route's filters on each response body chunk.
@@ -274,7 +277,9 @@ impl ProxyHttp for HttpProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
-        self.each_filter(ctx, |f, fctx| f.response_body(body, end_of_stream, fctx))?;
+        self.each_filter(ctx, Hooks::RESPONSE_BODY, |f, fctx| {
+            f.response_body(body, end_of_stream, fctx)
+        })?;
         Ok(None)
     }
 

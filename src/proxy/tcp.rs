@@ -7,7 +7,7 @@
 //! closed when neither side has sent anything for `read_timeout`.
 
 use super::splice;
-use crate::filter::{Context, Decision, Filter};
+use crate::filter::{Context, Decision, FilterChain, Hooks};
 use crate::observability::access_log::Entry;
 use crate::observability::metrics::TcpMetrics;
 use crate::observability::AccessLog;
@@ -35,7 +35,7 @@ pub struct TcpProxy {
     /// The pool it forwards to.
     pub pool: Arc<Pool>,
     /// Connection filters, in order.
-    pub filters: Box<[Arc<dyn Filter>]>,
+    pub filters: FilterChain,
     /// The listener's counters.
     pub metrics: TcpMetrics,
     /// The access log, if enabled.
@@ -105,7 +105,7 @@ impl TcpProxy {
     /// Runs the connection filters; false when one refuses the connection.
     async fn admit(&self, client: Option<SocketAddr>) -> bool {
         let mut state = http::Extensions::new();
-        for f in self.filters.iter() {
+        for f in self.filters.with(Hooks::CONNECTION) {
             let mut ctx = Context::new(
                 &self.listener,
                 None,

@@ -4,6 +4,7 @@
 
 use super::ServerError;
 use crate::config::{Config, ListenerKind, ListenerSpec, RouteSpec, TlsSpec};
+use crate::filter::FilterChain;
 use crate::observability::access_log::AccessLog;
 use crate::observability::admin::Admin;
 use crate::observability::metrics::Metrics;
@@ -140,7 +141,7 @@ fn listener(
             let app = TcpProxy {
                 listener: name.clone(),
                 pool: shared.pools[&pool].clone(),
-                filters: filters.iter().map(|f| f.filter.clone()).collect(),
+                filters: FilterChain::new(filters.iter().map(|f| f.filter.clone())),
                 metrics: shared.metrics.tcp(&name, &pool),
                 access_log: shared.access_log.clone(),
                 grace_period: shared.grace_period,
@@ -180,7 +181,7 @@ fn route(
     let target = RouteTarget {
         name: Arc::from(r.name.as_str()),
         pool: r.pool.map(|p| shared.pools[&p].clone()),
-        filters: r.filters.into_iter().map(|f| f.filter).collect(),
+        filters: FilterChain::new(r.filters.into_iter().map(|f| f.filter)),
         metrics,
     };
     (r.matcher, target)

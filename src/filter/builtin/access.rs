@@ -3,7 +3,7 @@
 //! HTTP clients get 403; refused TCP connections are closed.
 
 use crate::filter::settings::Cidr;
-use crate::filter::{Context, Decision, Filter, Response, Scope};
+use crate::filter::{Context, Decision, Filter, Hooks, Response, Scope};
 use async_trait::async_trait;
 use pingora_error::Result;
 use pingora_http::RequestHeader;
@@ -55,6 +55,10 @@ impl Access {
 
 #[async_trait]
 impl Filter for Access {
+    fn hooks(&self) -> Hooks {
+        Hooks::REQUEST | Hooks::CONNECTION
+    }
+
     fn scope(&self) -> Scope {
         Scope::HttpAndTcp
     }

@@ -4,7 +4,7 @@
 //! Request headers are changed on the copy sent to the backend, after Tioga's own
 //! `X-Forwarded-*` headers, so a route can override those too.
 
-use crate::filter::{Context, Filter};
+use crate::filter::{Context, Filter, Hooks};
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
 use pingora_error::Result;
@@ -47,6 +47,10 @@ impl SetRequestHeaders {
 
 #[async_trait]
 impl Filter for SetRequestHeaders {
+    fn hooks(&self) -> Hooks {
+        Hooks::UPSTREAM_REQUEST
+    }
+
     fn upstream_request(&self, req: &mut RequestHeader, _ctx: &mut Context<'_>) -> Result<()> {
         for (k, v) in &self.0 {
             req.insert_header(k.clone(), v.clone())?;
@@ -67,6 +71,10 @@ impl RemoveRequestHeaders {
 
 #[async_trait]
 impl Filter for RemoveRequestHeaders {
+    fn hooks(&self) -> Hooks {
+        Hooks::UPSTREAM_REQUEST
+    }
+
     fn upstream_request(&self, req: &mut RequestHeader, _ctx: &mut Context<'_>) -> Result<()> {
         for k in &self.0 {
             req.remove_header(k);
@@ -87,6 +95,10 @@ impl SetResponseHeaders {
 
 #[async_trait]
 impl Filter for SetResponseHeaders {
+    fn hooks(&self) -> Hooks {
+        Hooks::RESPONSE
+    }
+
     fn response(&self, resp: &mut ResponseHeader, _ctx: &mut Context<'_>) -> Result<()> {
         for (k, v) in &self.0 {
             resp.insert_header(k.clone(), v.clone())?;
@@ -107,6 +119,10 @@ impl RemoveResponseHeaders {
 
 #[async_trait]
 impl Filter for RemoveResponseHeaders {
+    fn hooks(&self) -> Hooks {
+        Hooks::RESPONSE
+    }
+
     fn response(&self, resp: &mut ResponseHeader, _ctx: &mut Context<'_>) -> Result<()> {
         for k in &self.0 {
             resp.remove_header(k);

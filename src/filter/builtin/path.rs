@@ -2,7 +2,7 @@
 //! string is kept as it is.
 
 use crate::filter::settings::Pattern;
-use crate::filter::{Context, Decision, Filter};
+use crate::filter::{Context, Decision, Filter, Hooks};
 use async_trait::async_trait;
 use pingora_error::{ErrorType, OrErr, Result};
 use pingora_http::RequestHeader;
@@ -45,6 +45,10 @@ impl StripPrefix {
 
 #[async_trait]
 impl Filter for StripPrefix {
+    fn hooks(&self) -> Hooks {
+        Hooks::REQUEST
+    }
+
     async fn request(&self, req: &mut RequestHeader, _ctx: &mut Context<'_>) -> Result<Decision> {
         if let Some(rest) = req.uri.path().strip_prefix(self.0.as_str()) {
             let rest = rest.to_string();
@@ -76,6 +80,10 @@ impl RewritePath {
 
 #[async_trait]
 impl Filter for RewritePath {
+    fn hooks(&self) -> Hooks {
+        Hooks::REQUEST
+    }
+
     async fn request(&self, req: &mut RequestHeader, _ctx: &mut Context<'_>) -> Result<Decision> {
         let path = req.uri.path();
         if self.0.regex.0.is_match(path) {

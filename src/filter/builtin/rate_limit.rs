@@ -8,7 +8,7 @@
 //! limited as strictly as one inside a window. Refused requests are not counted.
 
 use crate::filter::settings::{Duration, Key};
-use crate::filter::{Context, Decision, Filter, Response, Scope};
+use crate::filter::{Context, Decision, Filter, Hooks, Response, Scope};
 use crate::routing::key::{ip_key, request_key};
 use async_trait::async_trait;
 use pingora_error::Result;
@@ -78,6 +78,10 @@ impl RateLimit {
 
 #[async_trait]
 impl Filter for RateLimit {
+    fn hooks(&self) -> Hooks {
+        Hooks::REQUEST | Hooks::CONNECTION
+    }
+
     /// A TCP connection has only its client address: other keys are HTTP-only.
     fn scope(&self) -> Scope {
         match self.settings.key.0 {

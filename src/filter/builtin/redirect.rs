@@ -2,7 +2,7 @@
 //! backend. `$path` and `$query` in `to` expand to the request's path and query
 //! string (without `?`); a `?` left dangling by an empty query is dropped.
 
-use crate::filter::{Context, Decision, Filter, Response};
+use crate::filter::{Context, Decision, Filter, Hooks, Response};
 use async_trait::async_trait;
 use pingora_error::Result;
 use pingora_http::RequestHeader;
@@ -57,6 +57,10 @@ impl Redirect {
 
 #[async_trait]
 impl Filter for Redirect {
+    fn hooks(&self) -> Hooks {
+        Hooks::REQUEST
+    }
+
     async fn request(&self, req: &mut RequestHeader, _ctx: &mut Context<'_>) -> Result<Decision> {
         let location = self.location(req);
         Ok(Decision::Respond(
