@@ -8,7 +8,7 @@ use crate::filter::{Context, Filter, Hooks};
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
 use pingora_error::Result;
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::{IntoCaseHeaderName, RequestHeader, ResponseHeader};
 use std::collections::BTreeMap;
 
 /// Header name → value pairs, checked at load.
@@ -35,13 +35,50 @@ fn names(list: Vec<String>) -> Result<Vec<HeaderName>, String> {
         .collect()
 }
 
+/// Sets headers on a request or response head. Pingora keeps each header's name as
+/// written on the wire beside the map; the setters make that form once, at load,
+/// instead of from a `HeaderName` on every insert, which saves an allocation and a
+/// copy per header per request. (Its type cannot be named outside `pingora_http`, hence
+/// the closure.)
+type Setter<H> = Box<dyn Fn(&mut H) -> Result<()> + Send + Sync>;
+
+/// A request or response head.
+trait Head: 'static {
+    fn insert(&mut self, name: impl IntoCaseHeaderName, value: HeaderValue) -> Result<()>;
+}
+
+impl Head for RequestHeader {
+    fn insert(&mut self, name: impl IntoCaseHeaderName, value: HeaderValue) -> Result<()> {
+        self.insert_header(name, value)
+    }
+}
+
+impl Head for ResponseHeader {
+    fn insert(&mut self, name: impl IntoCaseHeaderName, value: HeaderValue) -> Result<()> {
+        self.insert_header(name, value)
+    }
+}
+
+fn setter<H: Head>(map: BTreeMap<String, crate::config::file::Text>) -> Result<Setter<H>, String> {
+    let pairs: Vec<_> = pairs(map)?
+        .into_iter()
+        .map(|(k, v)| (k.into_case_header_name(), v))
+        .collect();
+    Ok(Box::new(move |head: &mut H| {
+        for (k, v) in &pairs {
+            head.insert(k.clone(), v.clone())?;
+        }
+        Ok(())
+    }))
+}
+
 /// `set_request_headers: {name: value}`.
-pub struct SetRequestHeaders(Pairs);
+pub struct SetRequestHeaders(Setter<RequestHeader>);
 
 impl SetRequestHeaders {
     /// Builds from the settings map.
     pub fn new(map: BTreeMap<String, crate::config::file::Text>) -> Result<Self, String> {
-        pairs(map).map(Self)
+        setter(map).map(Self)
     }
 }
 
@@ -52,10 +89,7 @@ impl Filter for SetRequestHeaders {
     }
 
     fn upstream_request(&self, req: &mut RequestHeader, _ctx: &mut Context<'_>) -> Result<()> {
-        for (k, v) in &self.0 {
-            req.insert_header(k.clone(), v.clone())?;
-        }
-        Ok(())
+        (self.0)(req)
     }
 }
 
@@ -84,12 +118,12 @@ impl Filter for RemoveRequestHeaders {
 }
 
 /// `set_response_headers: {name: value}`.
-pub struct SetResponseHeaders(Pairs);
+pub struct SetResponseHeaders(Setter<ResponseHeader>);
 
 impl SetResponseHeaders {
     /// Builds from the settings map.
     pub fn new(map: BTreeMap<String, crate::config::file::Text>) -> Result<Self, String> {
-        pairs(map).map(Self)
+        setter(map).map(Self)
     }
 }
 
@@ -100,10 +134,7 @@ impl Filter for SetResponseHeaders {
     }
 
     fn response(&self, resp: &mut ResponseHeader, _ctx: &mut Context<'_>) -> Result<()> {
-        for (k, v) in &self.0 {
-            resp.insert_header(k.clone(), v.clone())?;
-        }
-        Ok(())
+        (self.0)(resp)
     }
 }
 
