@@ -90,14 +90,29 @@ thread_local! {
 /// The access log; cheap to share.
 pub struct AccessLog {
     format: Format,
-    /// Rendered lines waiting for the writer.
-    batch: Arc<Mutex<Vec<u8>>>,
-    dropped: prometheus::IntCounter,
-    /// The output, until the writer thread starts. The thread starts with the first
-    /// entry rather than at start-up: `-d` forks after start-up, and a thread started
-    /// before the fork would not exist in the daemon.
-    out: Mutex<Option<Box<dyn Write + Send>>>,
+    shared: Arc<Shared>,
+    /// The writer thread starts with the first entry rather than at start-up: `-d`
+    /// forks after start-up, and a thread started before the fork would not exist in
+    /// the daemon.
     started: Once,
+}
+
+/// What the workers, the writer thread and [`AccessLog::flush`] share.
+struct Shared {
+    /// Rendered lines waiting for the writer.
+    batch: Mutex<Vec<u8>>,
+    /// The target, with the writer's own buffer; whoever writes holds it.
+    out: Mutex<Output>,
+    dropped: prometheus::IntCounter,
+}
+
+struct Output {
+    target: Box<dyn Write + Send>,
+    /// The batch being written (swapped with [`Shared::batch`], so neither side
+    /// allocates).
+    lines: Vec<u8>,
+    /// Whether the last write failed (its error is logged once).
+    failing: bool,
 }
 
 impl AccessLog {
@@ -107,7 +122,7 @@ impl AccessLog {
         format: Format,
         dropped: prometheus::IntCounter,
     ) -> std::io::Result<Self> {
-        let out: Box<dyn Write + Send> = match target {
+        let target: Box<dyn Write + Send> = match target {
             Target::Stdout => Box::new(std::io::stdout()),
             Target::Stderr => Box::new(std::io::stderr()),
             Target::File(path) => Box::new(
@@ -117,24 +132,27 @@ impl AccessLog {
                     .open(path)?,
             ),
         };
+        let out = Output {
+            target,
+            lines: Vec::with_capacity(64 * 1024),
+            failing: false,
+        };
         Ok(Self {
             format,
-            batch: Arc::new(Mutex::new(Vec::with_capacity(64 * 1024))),
-            dropped,
-            out: Mutex::new(Some(out)),
+            shared: Arc::new(Shared {
+                batch: Mutex::new(Vec::with_capacity(64 * 1024)),
+                out: Mutex::new(out),
+                dropped,
+            }),
             started: Once::new(),
         })
     }
 
     fn start_writer(&self) {
-        let Some(out) = self.out.lock().ok().and_then(|mut o| o.take()) else {
-            return;
-        };
-        let batch = Arc::downgrade(&self.batch);
-        let dropped = self.dropped.clone();
+        let shared = Arc::downgrade(&self.shared);
         let spawned = std::thread::Builder::new()
             .name("tioga-access-log".into())
-            .spawn(move || write_batches(&batch, out, &dropped));
+            .spawn(move || write_batches(&shared));
         if let Err(e) = spawned {
             log::error!("access log: cannot start the writer thread: {e}");
         }
@@ -146,57 +164,71 @@ impl AccessLog {
         LINE.with_borrow_mut(|line| {
             line.clear();
             super::log_line::render(entry, self.format, line);
-            let Ok(mut batch) = self.batch.lock() else {
+            let Ok(mut batch) = self.shared.batch.lock() else {
                 return;
             };
             if batch.len() + line.len() > MAX_BATCH {
                 drop(batch);
-                self.dropped.inc();
+                self.shared.dropped.inc();
                 return;
             }
             batch.extend_from_slice(line);
         });
     }
+
+    /// Writes what is waiting now, on the calling thread: at exit, so the last
+    /// requests' lines are not lost with the writer thread.
+    pub fn flush(&self) {
+        self.shared.write_batch();
+    }
 }
 
-/// The writer loop: every [`BATCH_INTERVAL`] takes the batch (swapping in its own empty
-/// buffer, so neither side allocates) and writes it. Nothing wakes it per line (that
-/// would cost a futex wake and a context switch per request). It ends when the access
-/// log is gone. Lines it cannot write are counted as dropped; it keeps trying, so a
-/// full disk loses lines while it lasts, not the log.
-fn write_batches(
-    batch: &Weak<Mutex<Vec<u8>>>,
-    mut out: Box<dyn Write + Send>,
-    dropped: &prometheus::IntCounter,
-) {
-    let mut lines = Vec::with_capacity(64 * 1024);
-    let mut failing = false;
+/// The writer loop: every [`BATCH_INTERVAL`] writes the batch. Nothing wakes it per
+/// line (that would cost a futex wake and a context switch per request). It ends when
+/// the access log is gone.
+fn write_batches(shared: &Weak<Shared>) {
     loop {
         std::thread::sleep(BATCH_INTERVAL);
-        let Some(shared) = batch.upgrade() else {
+        let Some(shared) = shared.upgrade() else {
             return;
         };
-        if let Ok(mut b) = shared.lock() {
-            std::mem::swap(&mut *b, &mut lines);
+        shared.write_batch();
+    }
+}
+
+impl Shared {
+    /// Takes the batch and writes it. Lines that cannot be written are counted as
+    /// dropped, and the next batch is tried again: a full disk loses lines while it
+    /// lasts, not the log.
+    fn write_batch(&self) {
+        let Ok(mut out) = self.out.lock() else {
+            return;
+        };
+        let out = &mut *out;
+        if let Ok(mut batch) = self.batch.lock() {
+            std::mem::swap(&mut *batch, &mut out.lines);
         }
-        drop(shared);
-        if lines.is_empty() {
-            continue;
+        if out.lines.is_empty() {
+            return;
         }
-        match out.write_all(&lines).and_then(|()| out.flush()) {
-            Ok(()) => failing = false,
+        let written = out
+            .target
+            .write_all(&out.lines)
+            .and_then(|()| out.target.flush());
+        match written {
+            Ok(()) => out.failing = false,
             Err(e) => {
-                let lost = lines.iter().filter(|&&b| b == b'\n').count();
-                dropped.inc_by(lost as u64);
-                if !failing {
+                let lost = out.lines.iter().filter(|&&b| b == b'\n').count();
+                self.dropped.inc_by(lost as u64);
+                if !out.failing {
                     log::error!("access log: cannot write ({e}); dropping lines until it can");
                 }
-                failing = true;
+                out.failing = true;
             }
         }
-        lines.clear();
+        out.lines.clear();
         // A burst may have grown the buffer; do not keep megabytes for ever.
-        lines.shrink_to(1024 * 1024);
+        out.lines.shrink_to(1024 * 1024);
     }
 }
 
@@ -253,5 +285,38 @@ mod tests {
             .collect();
         assert_eq!(statuses, [200, 404, 503]);
         assert_eq!(dropped.get(), 0);
+    }
+
+    #[test]
+    fn flush_writes_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let dropped = prometheus::IntCounter::new("d", "d").unwrap();
+        let log = AccessLog::open(&Target::File(path.clone()), Format::Combined, dropped).unwrap();
+        let e = Entry {
+            time: SystemTime::now(),
+            protocol: "tcp",
+            client: None,
+            listener: "db",
+            route: None,
+            pool: Some("pg"),
+            backend: None,
+            method: "",
+            path: "",
+            host: "",
+            referer: "",
+            user_agent: "",
+            status: 0,
+            duration: Duration::ZERO,
+            upstream_duration: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            retries: 0,
+        };
+        log.log(&e);
+        log.flush();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("listener=db route=- pool=pg"), "{text}");
     }
 }

@@ -107,11 +107,15 @@ pub fn run(config: Config, mode: RunMode) -> Result<(), ServerError> {
         config.file.display(),
         config.listeners.len()
     );
-    let services = services::build(config, &server.configuration)?;
+    let (services, access_log) = services::build(config, &server.configuration)?;
     server.add_services(services);
     log::info!("tioga: starting {summary}");
     server.run(RunArgs {
         shutdown_signal: Box::new(signals::Signals { upgrade_sock }),
     });
+    // The last requests' lines may still wait for the writer thread.
+    if let Some(log) = access_log {
+        log.flush();
+    }
     std::process::exit(0);
 }

@@ -32,8 +32,11 @@ struct Shared {
     access_log: Option<Arc<AccessLog>>,
 }
 
-/// All services of `config`.
-pub(super) fn build(config: Config, conf: &Arc<ServerConf>) -> Result<Services, ServerError> {
+/// All services of `config`, and the access log (to flush at exit).
+pub(super) fn build(
+    config: Config,
+    conf: &Arc<ServerConf>,
+) -> Result<(Services, Option<Arc<AccessLog>>), ServerError> {
     let mut services: Services = Vec::new();
     // Nothing can read metrics without the admin endpoint: then they are not recorded.
     let metrics = Arc::new(Metrics::new(config.admin.is_some()));
@@ -85,7 +88,7 @@ pub(super) fn build(config: Config, conf: &Arc<ServerConf>) -> Result<Services, 
         service.add_tcp(&addr.to_string());
         services.push(Box::new(service));
     }
-    Ok(services)
+    Ok((services, shared.access_log))
 }
 
 fn unix_now() -> i64 {
