@@ -508,3 +508,60 @@ fn sigterm_lets_slow_requests_finish() {
         "exit within {limit:?} of SIGTERM (None: still running)"
     );
 }
+
+/// Open descriptors of process `pid`.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn a_connection_accepted_before_shutdown_gets_its_first_request_answered() {
+    use std::io::{Read, Write};
+    let a = spawn_http_backend("a");
+    let listen = free_addr();
+    let server = SERVER
+        .replace("grace_period: 1s", "grace_period: 2s")
+        .replace(
+            "graceful_shutdown_timeout: 1s",
+            "graceful_shutdown_timeout: 2s",
+        );
+    let mut tioga = Tioga::start(&simple_config(listen, a.addr(), &server), &[listen]);
+
+    // A client that has connected, and been accepted, but has not sent its request yet.
+    let before = open_fds(tioga.pid());
+    let mut early = TcpStream::connect(listen).unwrap();
+    early
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "tioga to accept the connection",
+        || open_fds(tioga.pid()) > before,
+    );
+    tioga.signal("TERM");
+    wait_until(
+        Duration::from_secs(1),
+        "new connections to be refused",
+        || refuses(listen),
+    );
+
+    // Shutdown has begun (Pingora has told connections waiting for a request to go);
+    // the request sent now must still be answered.
+    early
+        .write_all(b"GET /late HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match early.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&answer);
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "the first request of a connection accepted before shutdown: {head:?}"
+    );
+    assert_eq!(tioga.exit_code(Duration::from_secs(6)), Some(0));
+}

@@ -1,6 +1,9 @@
 //! The request path: the L7 `ProxyHttp` implementation ([`http`]) and the L4 TCP
 //! proxy ([`tcp`]), both thin layers over routing and the shared pools.
 
+pub(crate) use first_request::FirstRequest;
+
+mod first_request;
 pub mod http;
 mod http_log;
 mod splice;

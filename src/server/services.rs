@@ -11,6 +11,7 @@ use crate::observability::metrics::Metrics;
 use crate::observability::status::{ListenerInfo, ListenerStatus, RouteStatus, Status};
 use crate::proxy::http::{HttpProxy, RouteTarget};
 use crate::proxy::tcp::TcpProxy;
+use crate::proxy::FirstRequest;
 use crate::routing::RouteTable;
 use crate::upstream::Pool;
 use pingora_core::apps::http_app::HttpServer;
@@ -133,8 +134,9 @@ fn listener(
                 no_route: proxy.no_route.clone(),
                 routes: route_status,
             };
-            let mut service =
-                pingora_proxy::http_proxy_service_with_name(conf, proxy, &service_name);
+            let mut app = pingora_proxy::HttpProxy::new(proxy, conf.clone());
+            app.handle_init_modules();
+            let mut service = Service::new(service_name, FirstRequest(Arc::new(app)));
             for addr in &l.binds {
                 add_http_endpoint(&mut service, &addr.to_string(), tls.as_ref(), &l.name)?;
             }
