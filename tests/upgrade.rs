@@ -471,12 +471,7 @@ fn sigterm_lets_slow_requests_finish() {
     const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
     let a = spawn_http_backend("a");
     let listen = free_addr();
-    let server = SERVER
-        .replace("grace_period: 1s", "grace_period: 2s")
-        .replace(
-            "graceful_shutdown_timeout: 1s",
-            "graceful_shutdown_timeout: 2s",
-        );
+    let server = two_second_shutdown();
     let mut tioga = Tioga::start(&simple_config(listen, a.addr(), &server), &[listen]);
 
     let slow: Vec<_> = (0..3)
@@ -509,6 +504,16 @@ fn sigterm_lets_slow_requests_finish() {
     );
 }
 
+/// [`SERVER`] with a 2 s grace period and shutdown timeout.
+fn two_second_shutdown() -> String {
+    SERVER
+        .replace("grace_period: 1s", "grace_period: 2s")
+        .replace(
+            "graceful_shutdown_timeout: 1s",
+            "graceful_shutdown_timeout: 2s",
+        )
+}
+
 /// Open descriptors of process `pid`.
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
@@ -519,12 +524,7 @@ fn a_connection_accepted_before_shutdown_gets_its_first_request_answered() {
     use std::io::{Read, Write};
     let a = spawn_http_backend("a");
     let listen = free_addr();
-    let server = SERVER
-        .replace("grace_period: 1s", "grace_period: 2s")
-        .replace(
-            "graceful_shutdown_timeout: 1s",
-            "graceful_shutdown_timeout: 2s",
-        );
+    let server = two_second_shutdown();
     let mut tioga = Tioga::start(&simple_config(listen, a.addr(), &server), &[listen]);
 
     // A client that has connected, and been accepted, but has not sent its request yet.

@@ -236,14 +236,9 @@ impl Shared {
 mod tests {
     use super::*;
 
-    #[test]
-    fn lines_reach_the_file_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("access.log");
-        let dropped = prometheus::IntCounter::new("d", "d").unwrap();
-        let log =
-            AccessLog::open(&Target::File(path.clone()), Format::Json, dropped.clone()).unwrap();
-        let mut e = Entry {
+    /// A TCP connection's entry on listener `db`, pool `pg`.
+    fn tcp_entry() -> Entry<'static> {
+        Entry {
             time: SystemTime::now(),
             protocol: "tcp",
             client: None,
@@ -262,7 +257,17 @@ mod tests {
             bytes_in: 0,
             bytes_out: 0,
             retries: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn lines_reach_the_file_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let dropped = prometheus::IntCounter::new("d", "d").unwrap();
+        let log =
+            AccessLog::open(&Target::File(path.clone()), Format::Json, dropped.clone()).unwrap();
+        let mut e = tcp_entry();
         for status in [200, 404, 503] {
             e.status = status;
             log.log(&e);
@@ -293,26 +298,7 @@ mod tests {
         let path = dir.path().join("access.log");
         let dropped = prometheus::IntCounter::new("d", "d").unwrap();
         let log = AccessLog::open(&Target::File(path.clone()), Format::Combined, dropped).unwrap();
-        let e = Entry {
-            time: SystemTime::now(),
-            protocol: "tcp",
-            client: None,
-            listener: "db",
-            route: None,
-            pool: Some("pg"),
-            backend: None,
-            method: "",
-            path: "",
-            host: "",
-            referer: "",
-            user_agent: "",
-            status: 0,
-            duration: Duration::ZERO,
-            upstream_duration: None,
-            bytes_in: 0,
-            bytes_out: 0,
-            retries: 0,
-        };
+        let e = tcp_entry();
         log.log(&e);
         log.flush();
         let text = std::fs::read_to_string(&path).unwrap();

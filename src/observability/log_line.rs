@@ -26,11 +26,7 @@ fn json(e: &Entry<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\",\"protocol\":");
     string(out, e.protocol);
     out.extend_from_slice(b",\"client\":");
-    optional(out, e.client, |out, a| {
-        out.push(b'"');
-        addr(out, a);
-        out.push(b'"');
-    });
+    optional(out, e.client, quoted_addr);
     out.extend_from_slice(b",\"listener\":");
     string(out, e.listener);
     out.extend_from_slice(b",\"route\":");
@@ -38,11 +34,7 @@ fn json(e: &Entry<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"pool\":");
     optional(out, e.pool, string);
     out.extend_from_slice(b",\"backend\":");
-    optional(out, e.backend, |out, a| {
-        out.push(b'"');
-        addr(out, a);
-        out.push(b'"');
-    });
+    optional(out, e.backend, quoted_addr);
     out.extend_from_slice(b",\"method\":");
     string(out, e.method);
     out.extend_from_slice(b",\"path\":");
@@ -202,6 +194,13 @@ fn ip(out: &mut Vec<u8>, a: SocketAddr) {
             let _ = write!(out, "{}", v6.ip());
         }
     }
+}
+
+/// An address as a JSON string.
+fn quoted_addr(out: &mut Vec<u8>, a: SocketAddr) {
+    out.push(b'"');
+    addr(out, a);
+    out.push(b'"');
 }
 
 /// `1.2.3.4:80` or `[::1]:80`.
