@@ -13,15 +13,22 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use nix::fcntl::{splice, OFlag, SpliceFFlags};
+use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use prometheus::IntCounter;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// Bytes moved per `splice` call (the default pipe capacity).
-const CHUNK: usize = 64 * 1024;
+/// The capacity asked of each direction's pipe, which bounds the bytes one `splice`
+/// moves. Four times the default: measured with one iperf3 stream, the proxy's CPU per
+/// gigabyte fell by a fifth and the throughput did not drop (a 1 MiB pipe, or reading
+/// into the pipe while it drains, batched so much that throughput fell).
+const PIPE_SIZE: usize = 256 * 1024;
+
+/// A pipe's capacity when the kernel refuses the bigger one (a user past
+/// `fs.pipe-user-pages-soft`).
+const DEFAULT_PIPE: usize = 64 * 1024;
 
 /// Bytes a direction relays by plain copy before it switches to splice.
 const COPY_FIRST: usize = 128 * 1024;
@@ -82,11 +89,13 @@ pub(super) async fn pump(
     }
     drop(buf);
     let (pipe_out, pipe_in) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+    let chunk = fcntl(&pipe_in, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32))
+        .map_or(DEFAULT_PIPE, |granted| (granted as usize).min(PIPE_SIZE));
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     loop {
         let n = from
             .async_io(Interest::READABLE, || {
-                splice(from, None, &pipe_in, None, CHUNK, flags).map_err(io::Error::from)
+                splice(from, None, &pipe_in, None, chunk, flags).map_err(io::Error::from)
             })
             .await?;
         if n == 0 {
