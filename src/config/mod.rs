@@ -10,6 +10,7 @@ pub mod file;
 mod source;
 pub mod validate;
 mod validate_listener;
+mod validate_pool;
 
 use crate::routing::Matcher;
 use std::net::SocketAddr;

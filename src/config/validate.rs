@@ -7,7 +7,7 @@
 //! duplicate bind addresses) are checked last. Lines come from the `source` line index.
 
 use super::error::{ConfigError, Problem};
-use super::file::{self, BackendEntry, HealthCheckSection, ListenerSection, PoolSection};
+use super::file::{self, ListenerSection};
 use super::source::LineIndex;
 use super::*;
 use crate::filter::Registry;
@@ -210,7 +210,7 @@ fn build(file: &Path, root: &Value, filters: &Registry, p: &mut Problems) -> Opt
         .collect::<Vec<_>>();
     let pools = raw_pools
         .iter()
-        .filter_map(|(name, v)| pool(name, v, p))
+        .filter_map(|(name, v)| super::validate_pool::pool(name, v, p))
         .collect::<Vec<_>>();
     check_binds(&listeners, admin, p);
     Some(Config {
@@ -280,8 +280,8 @@ fn server(value: Option<&Value>, p: &mut Problems) -> Option<ServerSettings> {
         upgrade_sock: s
             .upgrade_sock
             .unwrap_or_else(|| "/tmp/tioga-upgrade.sock".into()),
-        grace_period: duration(s.grace_period.as_deref(), "server.grace_period", "5s", p),
-        graceful_shutdown_timeout: duration(
+        grace_period: duration_or_zero(s.grace_period.as_deref(), "server.grace_period", "5s", p),
+        graceful_shutdown_timeout: duration_or_zero(
             s.graceful_shutdown_timeout.as_deref(),
             "server.graceful_shutdown_timeout",
             "5s",
@@ -313,11 +313,7 @@ fn access_log(value: &Value, p: &mut Problems) -> Option<AccessLogSpec> {
         }
         path => {
             let path = PathBuf::from(path);
-            if let Err(e) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-            {
+            if let Err(e) = check_appendable(&path) {
                 p.add(
                     "access_log.target",
                     format!("cannot open {} for appending: {e}", path.display()),
@@ -340,18 +336,58 @@ fn access_log(value: &Value, p: &mut Problems) -> Option<AccessLogSpec> {
     Some(AccessLogSpec { target, format })
 }
 
+/// Whether `path` could be opened for appending, without creating it (`-t` leaves no
+/// trace): an existing file is opened, a missing one needs a writable directory.
+fn check_appendable(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new().append(true).open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            nix::unistd::access(
+                dir,
+                nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+            )
+            .map_err(|errno| match errno {
+                nix::errno::Errno::ENOENT => std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("directory {} does not exist", dir.display()),
+                ),
+                other => std::io::Error::from(other),
+            })
+        }
+        other => other.map(drop),
+    }
+}
+
 /// Parses a duration such as `500ms`, `1s`, `2m`; records a problem and returns the
-/// default when it is not one.
+/// default when it is not one, or is zero.
 pub(crate) fn duration(
     text: Option<&str>,
     path: &str,
     default: &str,
     p: &mut Problems,
 ) -> Duration {
+    parse_duration(text, path, default, false, p)
+}
+
+/// [`duration`] where zero is meaningful (`server.grace_period: 0s`: no grace).
+fn duration_or_zero(text: Option<&str>, path: &str, default: &str, p: &mut Problems) -> Duration {
+    parse_duration(text, path, default, true, p)
+}
+
+fn parse_duration(
+    text: Option<&str>,
+    path: &str,
+    default: &str,
+    zero_ok: bool,
+    p: &mut Problems,
+) -> Duration {
     let fallback = humantime::parse_duration(default).expect("built-in default");
     let Some(text) = text else { return fallback };
     match humantime::parse_duration(text.trim()) {
-        Ok(d) if !d.is_zero() => d,
+        Ok(d) if zero_ok || !d.is_zero() => d,
         Ok(_) => {
             p.add(
                 path,
@@ -392,166 +428,6 @@ pub(crate) fn address(text: &str, path: &str, p: &mut Problems) -> Option<Socket
             None
         }
     }
-}
-
-fn pool(name: &str, value: &Value, p: &mut Problems) -> Option<PoolSpec> {
-    let path = format!("pools.{name}");
-    let s: PoolSection = p.parse(&path, value)?;
-    let backends = backends(&s, &path, p);
-    let balance = balance(&s, &path, p);
-    let health_check = s
-        .health_check
-        .as_ref()
-        .and_then(|h| health_check(h, &path, p));
-    let connect_timeout = duration(
-        s.connect_timeout.as_deref(),
-        &join(&path, "connect_timeout"),
-        "1s",
-        p,
-    );
-    let read_timeout = duration(
-        s.read_timeout.as_deref(),
-        &join(&path, "read_timeout"),
-        "60s",
-        p,
-    );
-    Some(PoolSpec {
-        name: name.to_string(),
-        backends,
-        balance: balance?,
-        health_check,
-        connect_timeout,
-        read_timeout,
-        retries: s.retries.unwrap_or(1),
-    })
-}
-
-fn backends(s: &PoolSection, path: &str, p: &mut Problems) -> Vec<BackendSpec> {
-    let list_path = join(path, "backends");
-    if s.backends.is_empty() {
-        p.add(
-            &list_path,
-            "the backend list is empty: give at least one host:port",
-        );
-    }
-    let mut out: Vec<BackendSpec> = Vec::new();
-    for (i, entry) in s.backends.iter().enumerate() {
-        let item = format!("{list_path}[{i}]");
-        let (text, weight, at) = match entry {
-            BackendEntry::Address(a) => (a.as_str(), 1, item.clone()),
-            BackendEntry::Detailed(d) => (d.address.as_str(), d.weight, join(&item, "address")),
-        };
-        if !(1..=1000).contains(&weight) {
-            p.add(
-                join(&item, "weight"),
-                format!("weight {weight} is out of range: must be from 1 to 1000"),
-            );
-        }
-        let Some(addr) = address(text, &at, p) else {
-            continue;
-        };
-        if out.iter().any(|b| b.addr == addr) {
-            p.add(&item, format!("backend {addr} is listed twice"));
-            continue;
-        }
-        out.push(BackendSpec {
-            addr,
-            weight: weight.clamp(1, 1000) as usize,
-        });
-    }
-    out
-}
-
-fn balance(s: &PoolSection, path: &str, p: &mut Problems) -> Option<Balance> {
-    let key_path = join(path, "hash_key");
-    let balance = match s.balance.as_deref().unwrap_or("round_robin") {
-        "round_robin" => Balance::RoundRobin,
-        "random" => Balance::Random,
-        "least_conn" => Balance::LeastConn,
-        "consistent_hash" => match s.hash_key.as_deref() {
-            None => {
-                p.add(join(path, "balance"), "consistent_hash needs `hash_key` (client_ip | uri | header:NAME | cookie:NAME | query:NAME)");
-                return None;
-            }
-            Some(k) => Balance::ConsistentHash(hash_key(k, &key_path, p)?),
-        },
-        other => {
-            p.add(
-                join(path, "balance"),
-                format!("unknown balance `{other}` (expected one of round_robin, random, least_conn, consistent_hash)"),
-            );
-            return None;
-        }
-    };
-    if s.hash_key.is_some() && !matches!(balance, Balance::ConsistentHash(_)) {
-        p.add(
-            key_path,
-            "hash_key is only used with `balance: consistent_hash`",
-        );
-    }
-    Some(balance)
-}
-
-/// Parses a `hash_key`, recording a problem when it is not one.
-fn hash_key(text: &str, path: &str, p: &mut Problems) -> Option<HashKey> {
-    text.parse().map_err(|e: String| p.add(path, e)).ok()
-}
-
-fn health_check(h: &HealthCheckSection, pool: &str, p: &mut Problems) -> Option<HealthCheckSpec> {
-    let path = join(pool, "health_check");
-    let probe = match h.kind.as_str() {
-        "tcp" => {
-            for (key, set) in [
-                ("path", h.path.is_some()),
-                ("expect_status", h.expect_status.is_some()),
-            ] {
-                if set {
-                    p.add(join(&path, key), "only used with `type: http`");
-                }
-            }
-            Probe::Tcp
-        }
-        "http" => {
-            let hc_path = h.path.clone().unwrap_or_else(|| "/".into());
-            if !hc_path.starts_with('/') {
-                p.add(
-                    join(&path, "path"),
-                    format!("`{hc_path}` must start with `/`"),
-                );
-            }
-            if let Some(s) = h.expect_status {
-                if !(100..=599).contains(&s) {
-                    p.add(
-                        join(&path, "expect_status"),
-                        format!("{s} is not an HTTP status (100-599)"),
-                    );
-                }
-            }
-            Probe::Http {
-                path: hc_path,
-                expect_status: h.expect_status,
-            }
-        }
-        other => {
-            p.add(
-                join(&path, "type"),
-                format!("unknown type `{other}` (expected tcp or http)"),
-            );
-            return None;
-        }
-    };
-    for (key, v) in [("rise", h.rise), ("fall", h.fall)] {
-        if v == Some(0) {
-            p.add(join(&path, key), "must be at least 1");
-        }
-    }
-    Some(HealthCheckSpec {
-        probe,
-        interval: duration(h.interval.as_deref(), &join(&path, "interval"), "1s", p),
-        timeout: duration(h.timeout.as_deref(), &join(&path, "timeout"), "1s", p),
-        rise: h.rise.unwrap_or(1).max(1),
-        fall: h.fall.unwrap_or(1).max(1),
-    })
 }
 
 fn listener(

@@ -20,6 +20,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -188,10 +189,7 @@ impl ProxyHttp for HttpProxy {
         };
         let chosen = match &pool.spec.balance {
             Balance::ConsistentHash(key) => {
-                let client = session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip());
+                let client = ctx.client.map(|a| a.ip());
                 pool.select(&request_key(key, session.req_header(), client), &ctx.tried)
             }
             _ => pool.select(b"", &ctx.tried),
@@ -216,17 +214,13 @@ impl ProxyHttp for HttpProxy {
     /// Adds `X-Forwarded-For` (appended), `-Proto` and `-Host`.
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(ip) = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        {
+        if let Some(ip) = ctx.client.map(|a| a.ip()) {
             // Every earlier hop, whether sent on one line or several, then the client.
-            let mut xff = String::new();
+            let mut xff = String::with_capacity(48);
             for prev in req.headers.get_all("x-forwarded-for") {
                 let prev = String::from_utf8_lossy(prev.as_bytes());
                 let prev = prev.trim();
@@ -235,7 +229,8 @@ impl ProxyHttp for HttpProxy {
                     xff.push_str(", ");
                 }
             }
-            xff.push_str(&ip.to_string());
+            // Writing into a String cannot fail.
+            let _ = write!(xff, "{ip}");
             req.insert_header("x-forwarded-for", xff)?;
         }
         req.insert_header("x-forwarded-proto", if self.tls { "https" } else { "http" })?;

@@ -14,7 +14,7 @@ use pingora_core::services::background::{background_service, GenBackgroundServic
 use pingora_load_balancing::discovery::Static;
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_load_balancing::{Backend, Backends, LoadBalancer};
-pub use selection::{BalanceConfig, Balancer};
+pub use selection::{BalanceConfig, Balancer, SmoothRoundRobin};
 use stats::{BackendTable, Lease};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -63,6 +63,8 @@ pub struct Pool {
     _lb: Arc<LoadBalancer<Balancer>>,
     /// The selection algorithm over the pool's backends.
     selector: Arc<Balancer>,
+    /// `round_robin` picks here instead of walking `selector`.
+    smooth: Option<SmoothRoundRobin>,
     table: Arc<BackendTable>,
     max_iterations: usize,
 }
@@ -115,7 +117,10 @@ impl Pool {
             None => (Arc::new(lb), None),
         };
         let max_iterations = spec.backends.len() * 8 + 16;
+        let smooth =
+            matches!(spec.balance, Balance::RoundRobin).then(|| SmoothRoundRobin::new(&table));
         let pool = Pool {
+            smooth,
             spec,
             _lb: lb,
             selector,
@@ -133,6 +138,16 @@ impl Pool {
     /// Chooses an eligible backend for `key` (used by `consistent_hash`), skipping
     /// those in `tried`.
     pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<Chosen> {
+        if let Some(smooth) = &self.smooth {
+            let index = smooth.pick(|i| {
+                let stats = self.table.get(i);
+                stats.healthy.load(Ordering::Relaxed) && !tried.contains(&stats.addr)
+            })?;
+            return Some(Chosen {
+                addr: self.table.get(index).addr,
+                lease: Lease::new(self.table.clone(), index),
+            });
+        }
         // Walk the pool's selector directly: Pingora's `select_with` would allocate a
         // `HashSet` and hash every candidate twice per request. Candidates are marked in
         // a bit set (pools of up to 64 backends; larger ones fall back to a vector).

@@ -3,6 +3,10 @@
 //! Pingora provides weighted round robin, weighted random and ketama hashing; Tioga
 //! adds `least_conn`, which reads the live active counts kept in [`BackendTable`].
 //! One concrete selector type lets every pool use the same `LoadBalancer<Balancer>`.
+//!
+//! Requests are balanced round robin by [`SmoothRoundRobin`] rather than by Pingora's
+//! weighted iterator, whose fallback (when its first pick is down) ignores weights, so
+//! with a backend down the others stopped sharing in proportion to weight.
 
 use super::stats::BackendTable;
 use crate::config::Balance;
@@ -14,7 +18,7 @@ use pingora_load_balancing::selection::{
 use pingora_load_balancing::Backend;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What a selector is built with: the pool's mode and its live per-backend counters.
 pub struct BalanceConfig {
@@ -87,6 +91,53 @@ impl BackendIter for BalancerIter {
             BalancerIter::Hash(i) => i.next(),
             BalancerIter::LeastConn(i) => i.next(),
         }
+    }
+}
+
+/// Smooth weighted round robin, as nginx does it: at each pick every eligible
+/// backend's current weight grows by its weight, the largest wins and gives back the
+/// sum of the eligible weights. Over any run of picks with the same eligible set each
+/// backend gets its share of weight exactly, interleaved (weights 1 and 3 give
+/// `b a b b`, not `a b b b`), and a backend that is down or already tried simply takes
+/// no part.
+pub struct SmoothRoundRobin {
+    /// Weights, in [`BackendTable`] order.
+    weights: Vec<i64>,
+    /// Current weights. One short lock per pick: a pass over the pool's weights.
+    current: Mutex<Vec<i64>>,
+}
+
+impl SmoothRoundRobin {
+    /// For the backends of `table`, with their weights.
+    pub fn new(table: &BackendTable) -> Self {
+        let weights: Vec<i64> = table
+            .iter()
+            .map(|b| i64::try_from(b.weight.max(1)).unwrap_or(i64::MAX / 1024))
+            .collect();
+        Self {
+            current: Mutex::new(vec![0; weights.len()]),
+            weights,
+        }
+    }
+
+    /// The index (in table order) of the next backend among those `eligible` accepts.
+    pub fn pick(&self, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut total = 0i64;
+        let mut best: Option<usize> = None;
+        for (i, &weight) in self.weights.iter().enumerate() {
+            if !eligible(i) {
+                continue;
+            }
+            current[i] = current[i].saturating_add(weight);
+            total = total.saturating_add(weight);
+            if best.is_none_or(|b| current[i] > current[b]) {
+                best = Some(i);
+            }
+        }
+        let chosen = best?;
+        current[chosen] = current[chosen].saturating_sub(total);
+        Some(chosen)
     }
 }
 

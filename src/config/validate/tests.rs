@@ -226,3 +226,43 @@ fn rendered_message_names_file_line_and_path() {
         "conf/lb.yaml:3: listeners.l.pool: unknown pool \"q\" (known: p)"
     );
 }
+
+#[test]
+fn zero_is_a_grace_period_but_not_a_timeout() {
+    let base = "pools: {p: {backends: [127.0.0.1:1]}}\n\
+                listeners: {l: {protocol: tcp, bind: 127.0.0.1:2, pool: p}}\n";
+    let c = check(&format!(
+        "server: {{grace_period: 0s, graceful_shutdown_timeout: 0s}}\n{base}"
+    ))
+    .unwrap();
+    assert_eq!(c.server.grace_period, Duration::ZERO);
+    assert_eq!(c.server.graceful_shutdown_timeout, Duration::ZERO);
+    let found = problems(
+        "pools: {p: {backends: [127.0.0.1:1], connect_timeout: 0s}}\n\
+         listeners: {l: {protocol: tcp, bind: 127.0.0.1:2, pool: p}}\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, "pools.p.connect_timeout");
+}
+
+#[test]
+fn checking_an_access_log_file_does_not_create_it() {
+    let dir = std::env::temp_dir().join(format!("tioga-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let _ = std::fs::remove_file(&log);
+    let yaml = |target: &std::path::Path| {
+        format!(
+            "access_log: {{target: '{}'}}\n\
+             pools: {{p: {{backends: [127.0.0.1:1]}}}}\n\
+             listeners: {{l: {{protocol: tcp, bind: 127.0.0.1:2, pool: p}}}}\n",
+            target.display()
+        )
+    };
+    check(&yaml(&log)).unwrap();
+    assert!(!log.exists(), "the check created {}", log.display());
+    let found = problems(&yaml(&dir.join("missing").join("access.log")));
+    assert_eq!(found[0].path, "access_log.target");
+    assert!(found[0].message.contains("does not exist"), "{found:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -31,6 +31,8 @@ fn set_path(req: &mut RequestHeader, path: &str) -> Result<()> {
 }
 
 /// `strip_prefix: /api` — `/api/users` reaches the backend as `/users`, `/api` as `/`.
+/// The prefix is a plain string prefix, as `path_prefix` is: `/api` also strips the
+/// front of `/apis` (→ `/s`), `/api/` leaves `/apis` and `/api` alone.
 pub struct StripPrefix(String);
 
 impl StripPrefix {
@@ -39,7 +41,7 @@ impl StripPrefix {
         if !prefix.starts_with('/') {
             return Err(format!("`{prefix}` must start with `/`"));
         }
-        Ok(Self(prefix.trim_end_matches('/').to_string()))
+        Ok(Self(prefix))
     }
 }
 
@@ -119,6 +121,10 @@ mod tests {
         assert_eq!(path_after("strip_prefix", "/api/", "/api/users"), "/users");
         assert_eq!(path_after("strip_prefix", "/api", "/api"), "/");
         assert_eq!(path_after("strip_prefix", "/api", "/other"), "/other");
+        // A plain string prefix, like `path_prefix`.
+        assert_eq!(path_after("strip_prefix", "/api", "/apis"), "/s");
+        assert_eq!(path_after("strip_prefix", "/api/", "/apis"), "/apis");
+        assert_eq!(path_after("strip_prefix", "/api/", "/api"), "/api");
         assert!(build("strip_prefix", "api").is_err());
     }
 

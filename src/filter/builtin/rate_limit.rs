@@ -1,11 +1,22 @@
 //! `rate_limit: {rate: N, per: 1s, key: client_ip}` — more than N requests (or TCP
 //! connections) per `per` from one key → 429 (or the connection is closed).
 //!
-//! Counting uses pingora-limits' `Rate`, a fixed-size count-min sketch per window, so
-//! memory does not grow with the number of clients. The rate is estimated over a
-//! sliding window (the previous window's count weighted by how much of it still
-//! overlaps, plus the current count), so a burst that straddles a window boundary is
-//! limited as strictly as one inside a window. Refused requests are not counted.
+//! The limit is GCRA, the continuous form of a token bucket holding `rate` tokens that
+//! refill at `rate` per `per`: a burst of up to `rate` passes at once, a client that
+//! keeps going gets one more every `per / rate`, and one that paused for `per` has its
+//! whole budget back. Refused requests are not counted, and `Retry-After` says when
+//! the next one will pass.
+//!
+//! Per key GCRA needs one number, the *theoretical arrival time* (TAT): when the
+//! key's bucket will be full again. TATs live in a fixed-size sketch (four rows of
+//! counters, a key's estimate is the minimum of its four slots, updates raise all
+//! four), so memory does not grow with the number of clients; a collision can only
+//! make an estimate later, i.e. stricter, never let a client through early, and only
+//! keys active within the last `per` occupy anything.
+//!
+//! (pingora-limits' `Rate` was used before: it starts its next window at the first
+//! event after the last one ended rather than where it ended, so a client that
+//! paused for more than `per` after a full burst was still refused.)
 
 use crate::filter::settings::{Duration, Key};
 use crate::filter::{Context, Decision, Filter, Hooks, Response, Scope};
@@ -13,8 +24,11 @@ use crate::routing::key::{ip_key, request_key};
 use async_trait::async_trait;
 use pingora_error::Result;
 use pingora_http::RequestHeader;
-use pingora_limits::rate::Rate;
 use serde::Deserialize;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+use std::time::Instant;
 
 /// Settings of `rate_limit`.
 #[derive(Debug, Deserialize)]
@@ -37,7 +51,60 @@ fn one_second() -> Duration {
 /// The `rate_limit` filter.
 pub struct RateLimit {
     settings: RateLimitSettings,
-    rate: Rate,
+    limiter: Gcra,
+}
+
+/// Rows of the TAT sketch, and slots per row.
+const ROWS: usize = 4;
+const SLOTS: usize = 2048;
+
+/// GCRA over a sketch of theoretical arrival times, in nanoseconds since `start`.
+struct Gcra {
+    /// The time one event costs: `per / rate`.
+    cost: u64,
+    /// `per`: how far ahead of now a key's TAT may run.
+    window: u64,
+    start: Instant,
+    /// One seeded hasher per row.
+    hashers: [RandomState; ROWS],
+    /// `ROWS × SLOTS` TATs. One lock: it is held for a few dozen instructions, far
+    /// shorter than anything else a request does.
+    tats: Mutex<Vec<u64>>,
+}
+
+impl Gcra {
+    fn new(rate: u64, per: std::time::Duration, start: Instant) -> Self {
+        let window = u64::try_from(per.as_nanos()).unwrap_or(u64::MAX).max(1);
+        Self {
+            cost: (window / rate).max(1),
+            window,
+            start,
+            hashers: std::array::from_fn(|_| RandomState::new()),
+            tats: Mutex::new(vec![0; ROWS * SLOTS]),
+        }
+    }
+
+    /// Admits one event for `key` at `now`, or says how long until one would pass.
+    fn admit(&self, key: &[u8], now: Instant) -> Result<(), std::time::Duration> {
+        let now =
+            u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
+        let slots: [usize; ROWS] = std::array::from_fn(|row| {
+            row * SLOTS + self.hashers[row].hash_one(key) as usize % SLOTS
+        });
+        let mut tats = self
+            .tats
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tat = slots.iter().map(|&i| tats[i]).min().unwrap_or(0).max(now);
+        let next = tat.saturating_add(self.cost);
+        if next - now > self.window {
+            return Err(std::time::Duration::from_nanos(next - now - self.window));
+        }
+        for i in slots {
+            tats[i] = tats[i].max(next);
+        }
+        Ok(())
+    }
 }
 
 impl RateLimit {
@@ -47,33 +114,29 @@ impl RateLimit {
             return Err("rate must be at least 1".into());
         }
         Ok(Self {
-            rate: Rate::new(settings.per.0),
+            limiter: Gcra::new(settings.rate, settings.per.0, Instant::now()),
             settings,
         })
     }
 
-    /// Counts one event for `key`; false (and not counted) when over the rate.
-    fn admit(&self, key: &[u8]) -> bool {
-        self.rate.observe(&key, 1);
-        let estimate = self.rate.rate_with(&key, |c| {
-            c.prev_samples as f64 * (1.0 - c.current_interval_fraction) + c.curr_samples as f64
-        });
-        if estimate > self.settings.rate as f64 + 1e-9 {
-            self.rate.observe(&key, -1);
-            return false;
+    /// Admits one event for `key`, or refuses it (and does not count it).
+    fn decide(&self, key: &[u8]) -> Decision {
+        match self.limiter.admit(key, Instant::now()) {
+            Ok(()) => Decision::Continue,
+            Err(wait) => refuse(wait),
         }
-        true
     }
+}
 
-    fn refuse(&self) -> Decision {
-        let retry = self.settings.per.0.as_secs().max(1).to_string();
-        Decision::Respond(
-            Response::new(429)
-                .header("retry-after", &retry)
-                .header("content-type", "text/plain")
-                .body("too many requests\n"),
-        )
-    }
+/// 429, with `Retry-After` in whole seconds (at least 1) until a request would pass.
+fn refuse(wait: std::time::Duration) -> Decision {
+    let retry = wait.as_secs_f64().ceil().max(1.0) as u64;
+    Decision::Respond(
+        Response::new(429)
+            .header("retry-after", &retry.to_string())
+            .header("content-type", "text/plain")
+            .body("too many requests\n"),
+    )
 }
 
 #[async_trait]
@@ -92,19 +155,11 @@ impl Filter for RateLimit {
 
     async fn request(&self, req: &mut RequestHeader, ctx: &mut Context<'_>) -> Result<Decision> {
         let key = request_key(&self.settings.key.0, req, ctx.client_ip());
-        Ok(if self.admit(&key) {
-            Decision::Continue
-        } else {
-            self.refuse()
-        })
+        Ok(self.decide(&key))
     }
 
     async fn connection(&self, ctx: &mut Context<'_>) -> Result<Decision> {
-        Ok(if self.admit(&ip_key(ctx.client_ip())) {
-            Decision::Continue
-        } else {
-            self.refuse()
-        })
+        Ok(self.decide(&ip_key(ctx.client_ip())))
     }
 }
 
@@ -134,6 +189,42 @@ mod tests {
             )),
             0
         );
+    }
+
+    /// GCRA on a clock the test moves: 4 per second.
+    #[test]
+    fn the_budget_refills_at_the_rate_and_fully_after_a_pause_of_per() {
+        use super::Gcra;
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let gcra = Gcra::new(4, Duration::from_secs(1), t0);
+        let burst = |ms: u64, n: usize| (0..n).filter(|_| gcra.admit(b"k", at(ms)).is_ok()).count();
+        assert_eq!(burst(100, 6), 4, "a burst gets the rate, no more");
+        // One more every 250 ms...
+        assert_eq!(burst(250, 3), 0);
+        assert_eq!(burst(360, 3), 1);
+        // ...and the next one at 600 ms: Retry-After rounds 240 ms up to a second.
+        assert_eq!(gcra.admit(b"k", at(360)), Err(Duration::from_millis(240)));
+        // A pause of `per` after the last admitted request gives the whole budget back,
+        // wherever the burst fell.
+        assert_eq!(burst(1360, 6), 4);
+        // Other keys are not touched.
+        assert!(gcra.admit(b"other", at(1360)).is_ok());
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_at_least_one() {
+        let retry = |ms| match super::refuse(std::time::Duration::from_millis(ms)) {
+            crate::filter::Decision::Respond(r) => r
+                .headers
+                .iter()
+                .find(|(name, _)| name == "retry-after")
+                .map(|(_, v)| v.to_str().unwrap().to_string()),
+            _ => None,
+        };
+        assert_eq!(retry(240).as_deref(), Some("1"));
+        assert_eq!(retry(2100).as_deref(), Some("3"));
     }
 
     #[test]

@@ -59,6 +59,34 @@ fn round_robin_alternates_and_honours_weight() {
     assert_eq!(seen["127.0.0.1:2"], 300);
 }
 
+/// `round_robin` as pools run it: weights 1, 3 and 1.
+fn smooth() -> SmoothRoundRobin {
+    let (_, table) = backends(&[("127.0.0.1:1", 1), ("127.0.0.1:2", 3), ("127.0.0.1:3", 1)]);
+    SmoothRoundRobin::new(&table)
+}
+
+#[test]
+fn smooth_round_robin_interleaves_in_proportion_to_weight() {
+    let rr = smooth();
+    let picks: Vec<usize> = (0..10).map(|_| rr.pick(|_| true).unwrap()).collect();
+    // Each run of 5 is exact: 1, 3 and 1, the heavy backend spread out.
+    assert_eq!(picks, [1, 0, 1, 2, 1, 1, 0, 1, 2, 1]);
+}
+
+#[test]
+fn smooth_round_robin_shares_a_missing_backend_by_weight() {
+    let rr = smooth();
+    let mut seen = [0; 3];
+    for _ in 0..400 {
+        seen[rr.pick(|i| i != 2).unwrap()] += 1;
+    }
+    // Backend 2 is down: the others keep their 1:3 share exactly.
+    assert_eq!(seen, [100, 300, 0]);
+    // Nothing eligible, nothing picked; one left, always that one.
+    assert_eq!(rr.pick(|_| false), None);
+    assert!((0..5).all(|_| rr.pick(|i| i == 0) == Some(0)));
+}
+
 #[test]
 fn random_roughly_follows_weight() {
     let (b, _) = build(Balance::Random, &[("127.0.0.1:1", 1), ("127.0.0.1:2", 3)]);
