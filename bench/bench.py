@@ -209,6 +209,7 @@ def cmd_iperf(args):
 MEASURES = [
     ("l7_ka_rps", "L7 keep-alive throughput", "req/s", "higher"),
     ("l7_ka_p99", "L7 keep-alive p99 latency", "ms", "lower"),
+    ("l7_pair_rps", "L7 keep-alive, paired with bare Pingora (both at once)", "req/s", "higher"),
     ("l7_close_rps", "L7 new connection per request", "req/s", "higher"),
     ("cpu_us_per_req", "L7 proxy CPU per request at the fixed rate", "µs/req", "lower"),
     ("cpu_sys_pct", "… of which in the kernel (stime)", "%", "info"),

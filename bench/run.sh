@@ -349,6 +349,33 @@ measure_l7_ka() {
     : >"$ACCESS_LOG_FILE"
   fi
 }
+# Tioga and bare Pingora saturated at the same moment, both on CPU 0 (the scheduler gives
+# each about half of it), which one starts first swapped every repetition. One-at-a-time
+# keep-alive runs on this kind of VM drift by up to ±20% between identical runs; two
+# runs that share the same seconds see the same machine, so the drift cancels out of
+# their ratio.
+measure_pair() {
+  local rep=$1 first=tioga second=pingora p rps p99 total non2xx errs note pids=()
+  ((rep % 2)) || { first=pingora; second=tioga; }
+  for p in "$first" "$second"; do
+    load wrk -t1 -c50 -d"${SECS}s" --latency "http://127.0.0.1:${HTTP[$p]}/" \
+      >"$TMP/pair-$p-$rep.txt" 2>&1 &
+    pids+=($!)
+  done
+  local failed=0
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  for p in tioga pingora; do
+    if ((failed)); then
+      record "$rep" l7_pair_rps "$p" "" "wrk failed: $(tail -n 2 "$TMP/pair-$p-$rep.txt" | tr '\n' ' ')"
+      continue
+    fi
+    read -r rps p99 total non2xx errs < <(py wrk "$TMP/pair-$p-$rep.txt")
+    note=""
+    ((non2xx == 0)) || note="$non2xx non-2xx answers of $total"
+    ((errs == 0)) || note+="${note:+; }$errs socket errors of $total requests"
+    record "$rep" l7_pair_rps "$p" "$rps" "$note"
+  done
+}
 measure_l7_close() { wrk_run "$1" "$2" "${HTTP[$2]}" l7_close -H 'Connection: close'; }
 measure_l4_conn() { wrk_run "$1" "$2" "${TCP[$2]}" l4_conn -H 'Connection: close'; }
 
@@ -388,12 +415,13 @@ measure_l4_bulk() {
 declare -A WHO=(
   [mem]="tioga haproxy nginx pingora"
   [l7_ka]="tioga tioga+log haproxy nginx pingora direct"
+  [pair]="tioga" # runs Tioga and bare Pingora together
   [l7_close]="tioga haproxy nginx pingora direct"
   [cpu]="tioga haproxy nginx pingora"
   [l4_conn]="tioga haproxy nginx"
   [l4_bulk]="tioga haproxy nginx direct"
 )
-MEASURE_ORDER=(mem l7_ka l7_close cpu l4_conn l4_bulk)
+MEASURE_ORDER=(mem l7_ka pair l7_close cpu l4_conn l4_bulk)
 BASE_ORDER=(tioga tioga+log haproxy nginx pingora direct)
 
 # The fixed rate: given, or half the slowest proxy's keep-alive throughput in rep 1.
@@ -463,6 +491,7 @@ meta version:wrk "$(wrk -v 2>&1 | head -n 1 || true)"
 meta version:h2load "$(h2load --version)"
 meta version:iperf3 "$(iperf3 --version | head -n 1)"
 meta method "L7 keep-alive: \`wrk -t1 -c50 -d${SECS}s --latency\` after a 1 s warm-up; p99 from wrk's latency distribution."
+meta method "L7 keep-alive, paired with bare Pingora: Tioga and bare Pingora each under \`wrk -t1 -c50 -d${SECS}s\` at the same time, both on CPU 0 (each gets about half of it), start order swapped every repetition; the ratio is immune to the machine's drift between runs, which moves the one-at-a-time row by up to ±20%."
 meta method "L7 new connection per request: the same with \`-H 'Connection: close'\` (each proxy keeps its upstream connections)."
 meta method "CPU: (utime+stime of the proxy's processes from /proc/PID/stat, delta over the h2load run, in µs) / requests completed; /proc ticks are 10 ms. A proxy below 97 % of the rate is listed under anomalies."
 meta method "L4 connection rate: \`wrk -t1 -c50 -H 'Connection: close'\` through the TCP listener (one client and one backend connection per request); bare Pingora has no TCP listener."
