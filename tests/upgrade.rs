@@ -7,8 +7,10 @@
 //! five such upgrades in a row, each changing the config, must lose no request and no
 //! byte, and each new config must be in effect once the old process is gone. A broken
 //! config must never take the sockets, an upgrade with nobody to take them from must
-//! fail clearly, and SIGTERM must let in-flight requests finish. (A start on an
-//! address in use is covered by `tests/config_check.rs`.)
+//! fail clearly, and SIGTERM must let in-flight requests finish. These run with
+//! `threads: 2` (work stealing); one hand-over runs with `threads: 1`, Tioga's
+//! single-threaded runtime. (A start on an address in use is covered by
+//! `tests/config_check.rs`.)
 
 mod common;
 
@@ -564,4 +566,32 @@ fn a_connection_accepted_before_shutdown_gets_its_first_request_answered() {
         "the first request of a connection accepted before shutdown: {head:?}"
     );
     assert_eq!(tioga.exit_code(Duration::from_secs(6)), Some(0));
+}
+
+/// `threads: 1` runs a single-threaded runtime (no work stealing): the hand-over and the
+/// drain work there too, with a request in flight across the SIGQUIT.
+#[test]
+fn single_threaded_listener_hands_over_and_finishes_in_flight_work() {
+    let a = spawn_http_backend("a");
+    let listen = free_addr();
+    let server = SERVER.replace("threads: 2", "threads: 1");
+    let yaml = simple_config(listen, a.addr(), &server);
+    let old = Tioga::start(&yaml, &[listen]);
+    let slow = thread::spawn(move || Request::get("/slow?ms=1500").send(listen));
+    wait_until(Duration::from_secs(5), "the slow request in flight", || {
+        a.active() == 1
+    });
+    let (mut new, _) = upgrade(old, &yaml, &[listen]);
+    let resp = slow
+        .join()
+        .expect("client thread")
+        .expect("the slow request");
+    assert_eq!(
+        resp.status,
+        200,
+        "in flight across the hand-over: {}",
+        resp.text()
+    );
+    get_ok(listen, "/after");
+    assert!(new.is_running());
 }
