@@ -2,8 +2,8 @@
 //! rate gets exactly the excess refused, per key), `allow` / `deny` with IPs and CIDRs,
 //! `redirect` (expanded `Location`, configured status, no backend, no pool needed),
 //! `strip_prefix` and `rewrite_path` (the path the backend sees, query kept), the four
-//! header filters on both sides, route order, and the connection filters of a `tcp`
-//! listener (`allow`, `deny`, `rate_limit`).
+//! header filters on both sides (also on answers Tioga makes), route order, and the
+//! connection filters of a `tcp` listener (`allow`, `deny`, `rate_limit`).
 //!
 //! The HTTP backend echoes what it saw (`x-seen-path`, `x-seen-h-NAME`), and its request
 //! counter proves whether a refused or redirected request reached it. Every client
@@ -248,6 +248,34 @@ fn response_headers_are_set_and_removed_for_the_client() {
     assert_eq!(resp.header_all("x-seen-method"), ["masked"]);
     assert_eq!(resp.header("x-backend"), None);
     assert_eq!(resp.header("x-seen-path"), Some("/page"));
+}
+
+#[test]
+fn response_filters_also_reach_answers_tioga_makes() {
+    let backend = spawn_http_backend("b");
+    let addr = free_addr();
+    let headers =
+        "{set_response_headers: {x-route: r}}, {remove_response_headers: [cache-control]}";
+    let yaml = format!(
+        "{SERVER}pools:\n  p: {{backends: ['{}'], read_timeout: 300ms}}\n\
+         listeners:\n  web:\n    protocol: http\n    bind: '{addr}'\n    routes:\n\
+         \x20     - {{match: {{path: /deny}}, pool: p, filters: [{headers}, {{deny: [127.0.0.1]}}]}}\n\
+         \x20     - {{match: {{path: /moved}}, filters: [{headers}, {{redirect: {{to: /new}}}}]}}\n\
+         \x20     - {{pool: p, filters: [{headers}]}}\n",
+        backend.addr()
+    );
+    let _tioga = Tioga::start(&yaml, &[addr]);
+    for (path, status) in [("/deny", 403), ("/moved", 302), ("/stall", 504)] {
+        let resp = Request::get(path)
+            .send(addr)
+            .expect("request through tioga");
+        assert_eq!(resp.status, status, "GET {path}: {}", resp.text());
+        assert_eq!(resp.header("x-route"), Some("r"), "GET {path}");
+        // Pingora's error answers carry `Cache-Control`; the route removed it.
+        assert_eq!(resp.header("cache-control"), None, "GET {path}");
+    }
+    // Only the stalled request reached the backend.
+    assert_eq!(backend.requests(), 1);
 }
 
 #[test]

@@ -118,7 +118,8 @@ pub trait Filter: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Runs on the backend's response head before it is sent to the client.
+    /// Runs on the response head before it is sent to the client: the backend's, or an
+    /// answer made on the route (a filter's [`Decision::Respond`], a 502/503/504).
     fn response(&self, _resp: &mut ResponseHeader, _ctx: &mut Context<'_>) -> Result<()> {
         Ok(())
     }

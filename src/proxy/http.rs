@@ -16,6 +16,7 @@ use crate::routing::RouteTable;
 use crate::upstream::{Chosen, Pool};
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora_core::protocols::http::error_resp;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -115,13 +116,19 @@ impl HttpProxy {
     }
 }
 
-/// Sends a filter's answer to the client.
-async fn respond(session: &mut Session, resp: Response) -> Result<()> {
+/// Sends a filter's answer to the client, through the route's response filters.
+async fn respond(
+    proxy: &HttpProxy,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    resp: Response,
+) -> Result<()> {
     let mut head = ResponseHeader::build(resp.status, Some(resp.headers.len() + 1))?;
     for (k, v) in resp.headers {
         head.append_header(k, v)?;
     }
     head.insert_header(http::header::CONTENT_LENGTH, resp.body.len())?;
+    proxy.each_filter(ctx, Hooks::RESPONSE, |f, fctx| f.response(&mut head, fctx))?;
     let empty = resp.body.is_empty();
     session.write_response_header(Box::new(head), empty).await?;
     if !empty {
@@ -162,7 +169,7 @@ impl ProxyHttp for HttpProxy {
         for f in target.filters.with(Hooks::REQUEST) {
             let mut fctx = self.filter_context(target, ctx.client, &mut ctx.state);
             if let Decision::Respond(resp) = f.request(session.req_header_mut(), &mut fctx).await? {
-                respond(session, resp).await?;
+                respond(self, session, ctx, resp).await?;
                 return Ok(true);
             }
         }
@@ -342,11 +349,19 @@ impl ProxyHttp for HttpProxy {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let code = error_status(e);
         if code > 0 {
-            if let Err(err) = session.respond_error(code).await {
+            // Pingora's error answer, through the route's response filters (headers a
+            // route sets go on its 502/503/504 too).
+            let mut head = error_resp::gen_error_response(code);
+            if let Err(err) =
+                self.each_filter(ctx, Hooks::RESPONSE, |f, fctx| f.response(&mut head, fctx))
+            {
+                log::warn!("response filter on the {code} answer: {err}");
+            }
+            if let Err(err) = session.write_error_response(head, Bytes::new()).await {
                 log::debug!("could not send {code} to the client: {err}");
             }
         }
