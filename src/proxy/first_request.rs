@@ -45,11 +45,12 @@ async fn first_bytes(stream: Stream) -> Option<Stream> {
         return Some(stream);
     }
     let mut l4: Box<L4Stream> = stream.into_any().downcast().ok()?;
-    let mut buf = vec![0u8; 2048];
-    match l4.read(&mut buf).await {
+    // Not zeroed: `read_buf` fills spare capacity.
+    let mut buf = Vec::with_capacity(2048);
+    match l4.read_buf(&mut buf).await {
         Ok(0) | Err(_) => None,
-        Ok(n) => {
-            l4.rewind(&buf[..n]);
+        Ok(_) => {
+            l4.rewind(&buf);
             Some(l4)
         }
     }

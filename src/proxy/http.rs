@@ -114,27 +114,27 @@ impl HttpProxy {
         }
         Ok(())
     }
-}
 
-/// Sends a filter's answer to the client, through the route's response filters.
-async fn respond(
-    proxy: &HttpProxy,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    resp: Response,
-) -> Result<()> {
-    let mut head = ResponseHeader::build(resp.status, Some(resp.headers.len() + 1))?;
-    for (k, v) in resp.headers {
-        head.append_header(k, v)?;
+    /// Sends a filter's answer to the client, through the route's response filters.
+    async fn respond(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        resp: Response,
+    ) -> Result<()> {
+        let mut head = ResponseHeader::build(resp.status, Some(resp.headers.len() + 1))?;
+        for (k, v) in resp.headers {
+            head.append_header(k, v)?;
+        }
+        head.insert_header(http::header::CONTENT_LENGTH, resp.body.len())?;
+        self.each_filter(ctx, Hooks::RESPONSE, |f, fctx| f.response(&mut head, fctx))?;
+        let empty = resp.body.is_empty();
+        session.write_response_header(Box::new(head), empty).await?;
+        if !empty {
+            session.write_response_body(Some(resp.body), true).await?;
+        }
+        Ok(())
     }
-    head.insert_header(http::header::CONTENT_LENGTH, resp.body.len())?;
-    proxy.each_filter(ctx, Hooks::RESPONSE, |f, fctx| f.response(&mut head, fctx))?;
-    let empty = resp.body.is_empty();
-    session.write_response_header(Box::new(head), empty).await?;
-    if !empty {
-        session.write_response_body(Some(resp.body), true).await?;
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -169,7 +169,7 @@ impl ProxyHttp for HttpProxy {
         for f in target.filters.with(Hooks::REQUEST) {
             let mut fctx = self.filter_context(target, ctx.client, &mut ctx.state);
             if let Decision::Respond(resp) = f.request(session.req_header_mut(), &mut fctx).await? {
-                respond(self, session, ctx, resp).await?;
+                self.respond(session, ctx, resp).await?;
                 return Ok(true);
             }
         }

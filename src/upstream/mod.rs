@@ -61,12 +61,17 @@ pub struct Pool {
     pub spec: PoolSpec,
     /// Runs the health checks (as a background service); kept for its lifetime.
     _lb: Arc<LoadBalancer<Balancer>>,
-    /// The selection algorithm over the pool's backends.
-    selector: Arc<Balancer>,
-    /// `round_robin` picks here instead of walking `selector`.
-    smooth: Option<SmoothRoundRobin>,
+    /// How backends are chosen.
+    picker: Picker,
     table: Arc<BackendTable>,
     max_iterations: usize,
+}
+
+/// How a pool chooses: `round_robin` picks among the eligible backends itself; the
+/// other modes walk a selector's candidates, first choice first.
+enum Picker {
+    Smooth(SmoothRoundRobin),
+    Walk(Arc<Balancer>),
 }
 
 /// A backend chosen for one request or connection.
@@ -117,13 +122,14 @@ impl Pool {
             None => (Arc::new(lb), None),
         };
         let max_iterations = spec.backends.len() * 8 + 16;
-        let smooth =
-            matches!(spec.balance, Balance::RoundRobin).then(|| SmoothRoundRobin::new(&table));
+        let picker = match spec.balance {
+            Balance::RoundRobin => Picker::Smooth(SmoothRoundRobin::new(&table)),
+            _ => Picker::Walk(selector),
+        };
         let pool = Pool {
-            smooth,
+            picker,
             spec,
             _lb: lb,
-            selector,
             table,
             max_iterations,
         };
@@ -138,20 +144,16 @@ impl Pool {
     /// Chooses an eligible backend for `key` (used by `consistent_hash`), skipping
     /// those in `tried`.
     pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<Chosen> {
-        if let Some(smooth) = &self.smooth {
-            let index = smooth.pick(|i| {
-                let stats = self.table.get(i);
-                stats.healthy.load(Ordering::Relaxed) && !tried.contains(&stats.addr)
-            })?;
-            return Some(Chosen {
-                addr: self.table.get(index).addr,
-                lease: Lease::new(self.table.clone(), index),
-            });
-        }
+        let selector = match &self.picker {
+            Picker::Smooth(rr) => {
+                return rr.pick(|i| self.eligible(i, tried)).map(|i| self.chosen(i))
+            }
+            Picker::Walk(selector) => selector,
+        };
         // Walk the pool's selector directly: Pingora's `select_with` would allocate a
         // `HashSet` and hash every candidate twice per request. Candidates are marked in
         // a bit set (pools of up to 64 backends; larger ones fall back to a vector).
-        let mut iter = self.selector.iter(key);
+        let mut iter = selector.iter(key);
         let mut seen = Seen::new(self.table.len());
         for _ in 0..self.max_iterations {
             let backend = iter.next()?;
@@ -161,12 +163,8 @@ impl Pool {
             if !seen.insert(index) {
                 continue;
             }
-            let stats = self.table.get(index);
-            if stats.healthy.load(Ordering::Relaxed) && !tried.contains(&stats.addr) {
-                return Some(Chosen {
-                    addr: stats.addr,
-                    lease: Lease::new(self.table.clone(), index),
-                });
+            if self.eligible(index, tried) {
+                return Some(self.chosen(index));
             }
             if seen.count == self.table.len() {
                 return None;
@@ -175,11 +173,23 @@ impl Pool {
         None
     }
 
+    /// Whether backend `i` is healthy (or never checked) and not in `tried`.
+    fn eligible(&self, i: usize, tried: &[SocketAddr]) -> bool {
+        let stats = self.table.get(i);
+        stats.healthy.load(Ordering::Relaxed) && !tried.contains(&stats.addr)
+    }
+
+    /// Backend `i`, counted as active until the lease is dropped.
+    fn chosen(&self, i: usize) -> Chosen {
+        Chosen {
+            addr: self.table.get(i).addr,
+            lease: Lease::new(self.table.clone(), i),
+        }
+    }
+
     /// Whether a backend other than those in `tried` is eligible.
     pub fn has_candidate(&self, tried: &[SocketAddr]) -> bool {
-        self.table
-            .iter()
-            .any(|b| !tried.contains(&b.addr) && b.healthy.load(Ordering::Relaxed))
+        (0..self.table.len()).any(|i| self.eligible(i, tried))
     }
 
     /// Whether `addr` is currently eligible (healthy or never checked).

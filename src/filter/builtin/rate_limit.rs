@@ -54,9 +54,11 @@ pub struct RateLimit {
     limiter: Gcra,
 }
 
-/// Rows of the TAT sketch, and slots per row.
+/// Rows of the TAT sketch, and slots per row (a power of two: each row's slot is
+/// `SLOT_BITS` bits of one 64-bit hash of the key).
 const ROWS: usize = 4;
-const SLOTS: usize = 2048;
+const SLOT_BITS: u32 = 11;
+const SLOTS: usize = 1 << SLOT_BITS;
 
 /// GCRA over a sketch of theoretical arrival times, in nanoseconds since `start`.
 struct Gcra {
@@ -65,8 +67,8 @@ struct Gcra {
     /// `per`: how far ahead of now a key's TAT may run.
     window: u64,
     start: Instant,
-    /// One seeded hasher per row.
-    hashers: [RandomState; ROWS],
+    /// Seeded per filter, so clients cannot aim at each other's slots.
+    hasher: RandomState,
     /// `ROWS × SLOTS` TATs. One lock: it is held for a few dozen instructions, far
     /// shorter than anything else a request does.
     tats: Mutex<Vec<u64>>,
@@ -79,7 +81,7 @@ impl Gcra {
             cost: (window / rate).max(1),
             window,
             start,
-            hashers: std::array::from_fn(|_| RandomState::new()),
+            hasher: RandomState::new(),
             tats: Mutex::new(vec![0; ROWS * SLOTS]),
         }
     }
@@ -88,8 +90,9 @@ impl Gcra {
     fn admit(&self, key: &[u8], now: Instant) -> Result<(), std::time::Duration> {
         let now =
             u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
+        let hash = self.hasher.hash_one(key);
         let slots: [usize; ROWS] = std::array::from_fn(|row| {
-            row * SLOTS + self.hashers[row].hash_one(key) as usize % SLOTS
+            row * SLOTS + (hash >> (row as u32 * SLOT_BITS)) as usize % SLOTS
         });
         let mut tats = self
             .tats
