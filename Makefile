@@ -1,7 +1,7 @@
 # Tioga: every set-up step a fresh Debian machine with only the Rust toolchain needs.
 #   make run    the demo: two example backends and Tioga on loopback
 #   make test   every test (unit, integration, example builds, lint)
-#   make build  the release binary at target/release/tioga
+#   make build  the release binary at target/release/tioga, profile-guided (PGO=0: plain)
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -28,8 +28,10 @@ deps:
 test-deps: deps
 	$(call apt_install,chromium:chromium chromium-driver:chromedriver)
 
+# Profile-guided: an instrumented build, a ~10 s training run on loopback, the final
+# build (see examples/pgo_build.sh). PGO=0 make build skips the profile.
 build: deps
-	$(CARGO) build --release
+	bash examples/pgo_build.sh
 
 run: deps
 	$(CARGO) build --bin tioga --example demo_backend

@@ -33,7 +33,7 @@ log() { printf '[overhead %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 for pair in nginx:nginx wrk:wrk nghttp2-client:h2load valgrind:valgrind; do
   command -v "${pair#*:}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${pair%%:*}"; }
 done
-[[ ${BUILD:-1} == 1 ]] && (cd "$ROOT" && cargo build --release --quiet --bin tioga)
+[[ ${BUILD:-1} == 1 ]] && bash "$ROOT/examples/pgo_build.sh" # as `make build` makes it
 TIOGA=$ROOT/target/release/tioga
 
 TMP=$(mktemp -d /tmp/tioga-overhead.XXXXXX)

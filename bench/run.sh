@@ -17,7 +17,8 @@
 #   OUT       the report (default bench/results.md)
 #   KEEP_TMP  1 = keep the temp dir (configs, logs, raw outputs) for inspection; it is
 #             always kept when the run fails
-#   BUILD     0 = use the binaries already in target/release (default 1: cargo build)
+#   BUILD     0 = use the binaries already built (target/release/tioga,
+#             target/bare/release/examples/bare_pingora); default 1: build them
 #
 # Each repetition starts every proxy afresh, measures memory first (on the fresh
 # processes), then runs each measure for every proxy in turn, in an order rotated from
@@ -70,14 +71,19 @@ py() { "$PY" "$HELP" "$@"; }
 
 # ---------------------------------------------------------------------- build
 
+# Tioga as `make build` makes it (profile-guided unless PGO=0); bare Pingora as a plain
+# release build with the same profile settings (fat LTO), in its own target dir so the
+# two builds' flags never rebuild each other.
 if [[ ${BUILD:-1} == 1 ]]; then
-  log "building tioga and examples/bare_pingora (release)"
-  (cd "$ROOT" && "$CARGO" build --release --quiet --bin tioga --example bare_pingora)
+  log "building tioga (make build: examples/pgo_build.sh) and examples/bare_pingora (release)"
+  bash "$ROOT/examples/pgo_build.sh"
+  (cd "$ROOT" && CARGO_TARGET_DIR="$ROOT/target/bare" "$CARGO" build --release --quiet --example bare_pingora)
 fi
 TIOGA=$ROOT/target/release/tioga
-BARE=$ROOT/target/release/examples/bare_pingora
+BARE=$ROOT/target/bare/release/examples/bare_pingora
+TIOGA_BUILD=$(cat "$ROOT/target/pgo/outcome" 2>/dev/null || echo "unknown (built outside make build)")
 # What is measured: the source state now (just after the build), and the binary's date.
-TIOGA_VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1), git $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), binary built $(date -u -r "$TIOGA" '+%Y-%m-%d %H:%M UTC')"
+TIOGA_VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1), git $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), binary built $(date -u -r "$TIOGA" '+%Y-%m-%d %H:%M UTC'), $TIOGA_BUILD"
 
 # ------------------------------------------------------------ temp dir, cleanup
 

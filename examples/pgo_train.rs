@@ -1,0 +1,466 @@
+//! The training run of the profile-guided release build (`make build`, which runs
+//! `examples/pgo_build.sh`): drives a profile-instrumented `tioga` through the work a
+//! load balancer does, so the compiler learns which paths are hot.
+//!
+//! ```text
+//! cargo run --example pgo_train -- path/to/instrumented/tioga
+//! ```
+//!
+//! It starts two HTTP backends and a TCP echo backend on 127.0.0.1 ephemeral ports (the
+//! integration tests' backends, `tests/common/backend.rs`), writes a config with the
+//! usual shapes — a catch-all route, host and path routes with header and path filters,
+//! a redirect, a 404, round robin, least connections and consistent hashing, HTTP and
+//! TCP health checks, a TCP listener, the admin endpoint and a JSON access log — and
+//! runs Tioga twice (one worker thread per listener, then two), each time under
+//! keep-alive and one-connection-per-request HTTP clients, short and bulk TCP
+//! connections and a few admin reads. Tioga then gets SIGINT and writes its profile as
+//! it exits. Every loop is bounded in count, every socket has a timeout, and any
+//! failed request or unexpected status ends the run with an error: a profile of error
+//! paths would train the wrong code.
+
+#[path = "../tests/common/backend.rs"]
+mod backend;
+
+use std::error::Error;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
+
+/// Keep-alive clients per run, and the requests each sends.
+const KEEPALIVE_CLIENTS: usize = 8;
+const KEEPALIVE_REQUESTS: usize = 4_000;
+/// One-connection-per-request clients per run, and the requests each sends.
+const CLOSE_CLIENTS: usize = 2;
+const CLOSE_REQUESTS: usize = 400;
+/// Short TCP connections per run.
+const TCP_SHORT: usize = 300;
+/// Bytes sent (and echoed back) through the TCP listener in one long connection.
+const TCP_BULK: usize = 64 << 20;
+/// Timeout of every socket operation and of Tioga's start and exit.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request of the mix: method, path, extra header lines, body, expected status.
+struct Shape {
+    method: &'static str,
+    path: &'static str,
+    headers: &'static str,
+    body: &'static str,
+    status: u16,
+}
+
+/// One in every `MIX.len()` requests takes each shape: the catch-all route most often.
+const MIX: &[Shape] = &[
+    shape("GET", "/", "", "", 200),
+    shape("GET", "/static/app.js?v=3", "Accept: */*\r\n", "", 200),
+    shape("GET", "/", "User-Agent: train/1\r\n", "", 200),
+    shape(
+        "GET",
+        "/api/users/42",
+        "Host: api.example.com\r\nAuthorization: Bearer x\r\n",
+        "",
+        200,
+    ),
+    shape("GET", "/", "", "", 200),
+    shape(
+        "GET",
+        "/v2/items?id=7",
+        "X-User: u-1234\r\nCookie: session=abc; beta=yes\r\n",
+        "",
+        200,
+    ),
+    shape(
+        "POST",
+        "/form",
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        "name=tioga&kind=lb",
+        200,
+    ),
+    shape("GET", "/", "", "", 200),
+    shape(
+        "GET",
+        "/shop/cart",
+        "Host: shop.example.com\r\nX-Forwarded-For: 10.1.2.3\r\n",
+        "",
+        200,
+    ),
+    shape("GET", "/old/page?x=1", "", "", 301),
+    shape("GET", "/", "", "", 200),
+    shape("DELETE", "/", "", "", 404),
+];
+
+const fn shape(
+    method: &'static str,
+    path: &'static str,
+    headers: &'static str,
+    body: &'static str,
+    status: u16,
+) -> Shape {
+    Shape {
+        method,
+        path,
+        headers,
+        body,
+        status,
+    }
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("pgo_train: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (Some(tioga), None) = (args.next(), args.next()) else {
+        return Err("usage: pgo_train PATH_TO_TIOGA".into());
+    };
+    let a = backend::spawn_http_backend("a");
+    let b = backend::spawn_http_backend("b");
+    let echo = backend::spawn_tcp_backend("echo");
+    let dir = std::env::temp_dir().join(format!("tioga-pgo-train-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = (|| {
+        for threads in [1, 2] {
+            let ports = Ports::new()?;
+            let config = dir.join(format!("train-{threads}.yaml"));
+            std::fs::write(
+                &config,
+                config_yaml(threads, &ports, &dir, [a.addr(), b.addr()], echo.addr()),
+            )?;
+            let started = Instant::now();
+            let mut child = start(&tioga, &config, &ports)?;
+            let load = drive(&ports);
+            let stopped = stop(&mut child);
+            load?;
+            stopped?;
+            println!(
+                "pgo_train: threads {threads}: done in {:.1?}",
+                started.elapsed()
+            );
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// The listeners' ports, chosen free by binding port 0.
+struct Ports {
+    http: SocketAddr,
+    tcp: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Ports {
+    fn new() -> Result<Ports> {
+        let free = || -> Result<SocketAddr> { Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?) };
+        Ok(Ports {
+            http: free()?,
+            tcp: free()?,
+            admin: free()?,
+        })
+    }
+}
+
+fn config_yaml(
+    threads: usize,
+    p: &Ports,
+    dir: &Path,
+    http: [SocketAddr; 2],
+    echo: SocketAddr,
+) -> String {
+    let [a, b] = http;
+    let log = dir.join(format!("access-{threads}.log"));
+    format!(
+        r#"server:
+  threads: {threads}
+  grace_period: 1s
+  graceful_shutdown_timeout: 1s
+admin:
+  bind: {admin}
+access_log:
+  target: {log}
+  format: json
+pools:
+  web:
+    backends: [{a}, {b}]
+    balance: round_robin
+    health_check: {{type: http, path: /health, interval: 1s, timeout: 500ms}}
+  api:
+    backends: [{a}, {{address: {b}, weight: 2}}]
+    balance: least_conn
+  sticky:
+    backends: [{a}, {b}]
+    balance: consistent_hash
+    hash_key: header:x-user
+  echo:
+    backends: [{echo}]
+    health_check: {{type: tcp, interval: 1s, timeout: 500ms}}
+listeners:
+  web:
+    protocol: http
+    bind: {http}
+    routes:
+      - match: {{host: api.example.com, path_prefix: /api/}}
+        pool: api
+        filters:
+          - strip_prefix: /api
+          - set_request_headers: {{x-env: train}}
+          - remove_request_headers: [authorization]
+          - set_response_headers: {{x-served-by: tioga}}
+      - match: {{path_regex: "^/v[0-9]+/", method: [GET, HEAD]}}
+        pool: sticky
+        filters:
+          - rewrite_path: {{regex: "^/v([0-9]+)/(.*)$", replace: "/$2?api=$1"}}
+      - match: {{path_prefix: /old/}}
+        filters:
+          - redirect: {{to: "https://example.com$path", status: 301}}
+      - match: {{host: "*.example.com"}}
+        pool: web
+        filters:
+          - remove_response_headers: [x-seen-path]
+      - match: {{method: [GET, HEAD, POST]}}
+        pool: web
+  raw:
+    protocol: tcp
+    bind: {tcp}
+    pool: echo
+"#,
+        admin = p.admin,
+        log = log.display(),
+        http = p.http,
+        tcp = p.tcp,
+    )
+}
+
+/// Starts `tioga -c config` and waits until its listeners accept.
+fn start(tioga: &str, config: &Path, p: &Ports) -> Result<Child> {
+    let mut child = Command::new(tioga)
+        .arg("-c")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .map_err(|e| format!("start {tioga}: {e}"))?;
+    let deadline = Instant::now() + IO_TIMEOUT;
+    for addr in [p.http, p.tcp, p.admin] {
+        while TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_err() {
+            if let Some(status) = child.try_wait()? {
+                return Err(format!("tioga exited before listening on {addr}: {status}").into());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("tioga did not listen on {addr} within {IO_TIMEOUT:?}").into());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(child)
+}
+
+/// SIGINT (fast shutdown: Tioga exits and writes its profile), then waits for the exit.
+fn stop(child: &mut Child) -> Result<()> {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    if !status.success() {
+        return Err("kill -INT tioga failed".into());
+    }
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                return Err(format!("tioga exited with {status} after SIGINT").into());
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err("tioga did not exit after SIGINT (no profile written)".into());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the whole mix against one Tioga; the first failure is the result.
+fn drive(p: &Ports) -> Result<()> {
+    let mut workers: Vec<thread::JoinHandle<Result<()>>> = Vec::new();
+    for i in 0..KEEPALIVE_CLIENTS {
+        let addr = p.http;
+        workers.push(thread::spawn(move || keepalive_client(addr, i)));
+    }
+    for i in 0..CLOSE_CLIENTS {
+        let addr = p.http;
+        workers.push(thread::spawn(move || {
+            (0..CLOSE_REQUESTS).try_for_each(|n| {
+                let mut conn = connect(addr)?;
+                request(&mut conn, &MIX[(i + n) % MIX.len()], true).map(drop)
+            })
+        }));
+    }
+    let tcp = p.tcp;
+    workers.push(thread::spawn(move || {
+        (0..TCP_SHORT).try_for_each(|n| tcp_short(tcp, n))
+    }));
+    workers.push(thread::spawn(move || tcp_bulk(tcp)));
+    let admin = p.admin;
+    workers.push(thread::spawn(move || {
+        ["/metrics", "/status", "/", "/metrics"]
+            .iter()
+            .try_for_each(|path| admin_get(admin, path))
+    }));
+    let mut first_error = None;
+    for w in workers {
+        let outcome = w.join().map_err(|_| "a load thread panicked")?;
+        if let Err(e) = outcome {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn connect(addr: SocketAddr) -> Result<BufReader<TcpStream>> {
+    let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    s.set_nodelay(true)?;
+    Ok(BufReader::new(s))
+}
+
+fn keepalive_client(addr: SocketAddr, offset: usize) -> Result<()> {
+    let mut conn = connect(addr)?;
+    for n in 0..KEEPALIVE_REQUESTS {
+        if !request(&mut conn, &MIX[(offset + n) % MIX.len()], false)? {
+            // The answer said `Connection: close` (Pingora's own 404, for one).
+            conn = connect(addr)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends one request of `shape` on `conn` and reads the whole answer; false when the
+/// server closes the connection after it.
+fn request(conn: &mut BufReader<TcpStream>, shape: &Shape, close: bool) -> Result<bool> {
+    exchange(conn, shape, close).map_err(|e| format!("{} {}: {e}", shape.method, shape.path).into())
+}
+
+fn exchange(conn: &mut BufReader<TcpStream>, shape: &Shape, close: bool) -> Result<bool> {
+    let host = if shape.headers.starts_with("Host:") {
+        ""
+    } else {
+        "Host: localhost\r\n"
+    };
+    let connection = if close { "Connection: close\r\n" } else { "" };
+    let length = if shape.body.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Length: {}\r\n", shape.body.len())
+    };
+    let head = format!(
+        "{} {} HTTP/1.1\r\n{host}{}{connection}{length}\r\n{}",
+        shape.method, shape.path, shape.headers, shape.body
+    );
+    conn.get_mut().write_all(head.as_bytes())?;
+    let (status, length, reusable) = read_head(conn)?;
+    if status != shape.status {
+        return Err(format!("status {status}, expected {}", shape.status).into());
+    }
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body)?;
+    Ok(reusable)
+}
+
+/// Reads a response head: the status, the body's `Content-Length` (0 without one) and
+/// whether the connection stays open (no `Connection: close`).
+fn read_head(conn: &mut BufReader<TcpStream>) -> Result<(u16, usize, bool)> {
+    let mut line = String::new();
+    conn.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {line:?}"))?;
+    let (mut length, mut reusable) = (0, true);
+    loop {
+        line.clear();
+        if conn.read_line(&mut line)? == 0 {
+            return Err("connection closed inside a response head".into());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            return Ok((status, length, reusable));
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse()?;
+            } else if name.eq_ignore_ascii_case("connection") {
+                reusable = !value.trim().eq_ignore_ascii_case("close");
+            }
+        }
+    }
+}
+
+fn admin_get(addr: SocketAddr, path: &str) -> Result<()> {
+    let mut conn = connect(addr)?;
+    write!(
+        conn.get_mut(),
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer)?;
+    if !answer.starts_with(b"HTTP/1.1 200") {
+        return Err(format!("admin {path}: not 200").into());
+    }
+    Ok(())
+}
+
+/// A short TCP exchange: the echo backend's greeting, then a small message echoed.
+fn tcp_short(addr: SocketAddr, n: usize) -> Result<()> {
+    let mut conn = connect(addr)?;
+    let message = format!("ping {n}\n");
+    conn.get_mut().write_all(message.as_bytes())?;
+    conn.get_mut().shutdown(Shutdown::Write)?;
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer)?;
+    if answer != format!("echo\n{message}").as_bytes() {
+        return Err(format!("tcp exchange {n}: unexpected answer").into());
+    }
+    Ok(())
+}
+
+/// A long TCP connection: [`TCP_BULK`] bytes out and echoed back (the splice path).
+fn tcp_bulk(addr: SocketAddr) -> Result<()> {
+    let conn = connect(addr)?;
+    let mut writer = conn.get_ref().try_clone()?;
+    let sender = thread::spawn(move || -> std::io::Result<()> {
+        let chunk = vec![b'x'; 128 << 10];
+        for _ in 0..TCP_BULK / chunk.len() {
+            writer.write_all(&chunk)?;
+        }
+        writer.shutdown(Shutdown::Write)
+    });
+    let mut reader = conn;
+    let mut buf = vec![0; 256 << 10];
+    let mut received = 0;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        received += n;
+    }
+    sender.join().map_err(|_| "bulk sender panicked")??;
+    let expected = "echo\n".len() + TCP_BULK;
+    if received != expected {
+        return Err(format!("bulk: {received} bytes back, expected {expected}").into());
+    }
+    Ok(())
+}
