@@ -339,7 +339,7 @@ fn keepalive_client(addr: SocketAddr, offset: usize) -> Result<()> {
     let mut conn = connect(addr)?;
     for n in 0..KEEPALIVE_REQUESTS {
         if !request(&mut conn, &MIX[(offset + n) % MIX.len()], false)? {
-            // The answer said `Connection: close` (Pingora's own 404, for one).
+            // The answer said `Connection: close`.
             conn = connect(addr)?;
         }
     }

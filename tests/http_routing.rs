@@ -329,3 +329,27 @@ fn no_matching_route_is_404() {
     assert_eq!(lb.get("web.example.com", "/static/x"), "api");
     assert_eq!(lb.backend("api").requests(), 2);
 }
+
+#[test]
+fn a_404_keeps_the_connection_open() {
+    let lb = Routed::start(&["api"], &["{match: {host: api.example.com}, pool: api}"]);
+    let mut conn = Conn::open(lb.addr).expect("connect to tioga");
+    let miss = Request::get("/").header("host", "web.example.com");
+    let hit = Request::get("/").header("host", "api.example.com");
+    for (req, expected) in [
+        (&miss, 404),
+        (&miss, 404),
+        (&hit, 200),
+        (&miss, 404),
+        (&hit, 200),
+    ] {
+        let resp = conn.send(req).expect("answer on the same connection");
+        assert_eq!(resp.status, expected);
+        assert!(
+            conn.is_reusable(),
+            "the {expected} closed the connection: {:?}",
+            resp.headers
+        );
+    }
+    assert_eq!(lb.backend("api").requests(), 2);
+}

@@ -162,7 +162,12 @@ impl ProxyHttp for HttpProxy {
         ctx._active = self.metrics.track();
         ctx.client = session.client_addr().and_then(|a| a.as_inet()).copied();
         let Some((i, target)) = self.routes.find(session.req_header()) else {
-            session.respond_error(404).await?;
+            // Pingora's `respond_error` would also close the connection; a 404 is an
+            // answer like any other, so the client keeps its connection (as with
+            // HAProxy and nginx). A request with an unread body still gets
+            // `Connection: close` from Pingora, so the body is never read as a request.
+            let head = error_resp::gen_error_response(404);
+            session.write_response_header(Box::new(head), true).await?;
             return Ok(true);
         };
         ctx.route = Some(i);
