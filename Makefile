@@ -28,7 +28,7 @@ deps:
 test-deps: deps
 	$(call apt_install,chromium:chromium chromium-driver:chromedriver)
 
-# Profile-guided: an instrumented build, a ~10 s training run on loopback, the final
+# Profile-guided: an instrumented build, a ~6 s training run on loopback, the final
 # build (see examples/pgo_build.sh). PGO=0 make build skips the profile.
 build: deps
 	bash examples/pgo_build.sh

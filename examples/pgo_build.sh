@@ -2,7 +2,7 @@
 # The release build of `tioga`, profile-guided (PGO); `make build` runs it.
 #
 #   1. build an instrumented tioga (target/pgo/target/release/tioga);
-#   2. run examples/pgo_train against it: backends and load on 127.0.0.1, about 10 s;
+#   2. run examples/pgo_train against it: backends and load on 127.0.0.1, about 6 s;
 #   3. merge the profile with the llvm-profdata of rustc's own LLVM (rustup's
 #      llvm-tools component; failing that, Debian's llvm-N of the same major version);
 #   4. build target/release/tioga with that profile (fat LTO, one codegen unit, as

@@ -20,9 +20,14 @@
 
 #[path = "../tests/common/backend.rs"]
 mod backend;
+// The integration tests' HTTP client; the trainer uses only part of it.
+#[allow(dead_code)]
+#[path = "../tests/common/client.rs"]
+mod client;
 
+use client::{Conn, Request};
 use std::error::Error;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -44,59 +49,87 @@ const TCP_BULK: usize = 64 << 20;
 /// Timeout of every socket operation and of Tioga's start and exit.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A request of the mix: method, path, extra header lines, body, expected status.
+/// A request of the mix: method, path, extra headers, body, expected status.
 struct Shape {
     method: &'static str,
     path: &'static str,
-    headers: &'static str,
+    headers: &'static [(&'static str, &'static str)],
     body: &'static str,
     status: u16,
 }
 
+impl Shape {
+    fn request(&self) -> Request {
+        let req = self
+            .headers
+            .iter()
+            .fold(Request::new(self.method, self.path), |r, (n, v)| {
+                r.header(n, v)
+            });
+        if self.body.is_empty() {
+            req
+        } else {
+            req.body(self.body)
+        }
+    }
+
+    /// Checks an answer's status against the expected one.
+    fn check(&self, status: u16) -> Result<()> {
+        if status == self.status {
+            return Ok(());
+        }
+        let (method, path, expected) = (self.method, self.path, self.status);
+        Err(format!("{method} {path}: status {status}, expected {expected}").into())
+    }
+}
+
 /// One in every `MIX.len()` requests takes each shape: the catch-all route most often.
 const MIX: &[Shape] = &[
-    shape("GET", "/", "", "", 200),
-    shape("GET", "/static/app.js?v=3", "Accept: */*\r\n", "", 200),
-    shape("GET", "/", "User-Agent: train/1\r\n", "", 200),
+    shape("GET", "/", &[], "", 200),
+    shape("GET", "/static/app.js?v=3", &[("accept", "*/*")], "", 200),
+    shape("GET", "/", &[("user-agent", "train/1")], "", 200),
     shape(
         "GET",
         "/api/users/42",
-        "Host: api.example.com\r\nAuthorization: Bearer x\r\n",
+        &[("host", "api.example.com"), ("authorization", "Bearer x")],
         "",
         200,
     ),
-    shape("GET", "/", "", "", 200),
+    shape("GET", "/", &[], "", 200),
     shape(
         "GET",
         "/v2/items?id=7",
-        "X-User: u-1234\r\nCookie: session=abc; beta=yes\r\n",
+        &[("x-user", "u-1234"), ("cookie", "session=abc; beta=yes")],
         "",
         200,
     ),
     shape(
         "POST",
         "/form",
-        "Content-Type: application/x-www-form-urlencoded\r\n",
+        &[("content-type", "application/x-www-form-urlencoded")],
         "name=tioga&kind=lb",
         200,
     ),
-    shape("GET", "/", "", "", 200),
+    shape("GET", "/", &[], "", 200),
     shape(
         "GET",
         "/shop/cart",
-        "Host: shop.example.com\r\nX-Forwarded-For: 10.1.2.3\r\n",
+        &[
+            ("host", "shop.example.com"),
+            ("x-forwarded-for", "10.1.2.3"),
+        ],
         "",
         200,
     ),
-    shape("GET", "/old/page?x=1", "", "", 301),
-    shape("GET", "/", "", "", 200),
-    shape("DELETE", "/", "", "", 404),
+    shape("GET", "/old/page?x=1", &[], "", 301),
+    shape("GET", "/", &[], "", 200),
+    shape("DELETE", "/", &[], "", 404),
 ];
 
 const fn shape(
     method: &'static str,
     path: &'static str,
-    headers: &'static str,
+    headers: &'static [(&'static str, &'static str)],
     body: &'static str,
     status: u16,
 ) -> Shape {
@@ -301,8 +334,8 @@ fn drive(p: &Ports) -> Result<()> {
         let addr = p.http;
         workers.push(thread::spawn(move || {
             (0..CLOSE_REQUESTS).try_for_each(|n| {
-                let mut conn = connect(addr)?;
-                request(&mut conn, &MIX[(i + n) % MIX.len()], true).map(drop)
+                let shape = &MIX[(i + n) % MIX.len()];
+                shape.check(shape.request().send(addr)?.status)
             })
         }));
     }
@@ -327,107 +360,40 @@ fn drive(p: &Ports) -> Result<()> {
     first_error.map_or(Ok(()), Err)
 }
 
-fn connect(addr: SocketAddr) -> Result<BufReader<TcpStream>> {
+/// A plain TCP connection with the trainer's timeouts.
+fn connect(addr: SocketAddr) -> Result<TcpStream> {
     let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
-    s.set_nodelay(true)?;
-    Ok(BufReader::new(s))
+    Ok(s)
 }
 
 fn keepalive_client(addr: SocketAddr, offset: usize) -> Result<()> {
-    let mut conn = connect(addr)?;
+    let mut conn = Conn::open(addr)?;
     for n in 0..KEEPALIVE_REQUESTS {
-        if !request(&mut conn, &MIX[(offset + n) % MIX.len()], false)? {
+        let shape = &MIX[(offset + n) % MIX.len()];
+        shape.check(conn.send(&shape.request())?.status)?;
+        if !conn.is_reusable() {
             // The answer said `Connection: close`.
-            conn = connect(addr)?;
+            conn = Conn::open(addr)?;
         }
     }
     Ok(())
-}
-
-/// Sends one request of `shape` on `conn` and reads the whole answer; false when the
-/// server closes the connection after it.
-fn request(conn: &mut BufReader<TcpStream>, shape: &Shape, close: bool) -> Result<bool> {
-    exchange(conn, shape, close).map_err(|e| format!("{} {}: {e}", shape.method, shape.path).into())
-}
-
-fn exchange(conn: &mut BufReader<TcpStream>, shape: &Shape, close: bool) -> Result<bool> {
-    let host = if shape.headers.starts_with("Host:") {
-        ""
-    } else {
-        "Host: localhost\r\n"
-    };
-    let connection = if close { "Connection: close\r\n" } else { "" };
-    let length = if shape.body.is_empty() {
-        String::new()
-    } else {
-        format!("Content-Length: {}\r\n", shape.body.len())
-    };
-    let head = format!(
-        "{} {} HTTP/1.1\r\n{host}{}{connection}{length}\r\n{}",
-        shape.method, shape.path, shape.headers, shape.body
-    );
-    conn.get_mut().write_all(head.as_bytes())?;
-    let (status, length, reusable) = read_head(conn)?;
-    if status != shape.status {
-        return Err(format!("status {status}, expected {}", shape.status).into());
-    }
-    let mut body = vec![0; length];
-    conn.read_exact(&mut body)?;
-    Ok(reusable)
-}
-
-/// Reads a response head: the status, the body's `Content-Length` (0 without one) and
-/// whether the connection stays open (no `Connection: close`).
-fn read_head(conn: &mut BufReader<TcpStream>) -> Result<(u16, usize, bool)> {
-    let mut line = String::new();
-    conn.read_line(&mut line)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {line:?}"))?;
-    let (mut length, mut reusable) = (0, true);
-    loop {
-        line.clear();
-        if conn.read_line(&mut line)? == 0 {
-            return Err("connection closed inside a response head".into());
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            return Ok((status, length, reusable));
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse()?;
-            } else if name.eq_ignore_ascii_case("connection") {
-                reusable = !value.trim().eq_ignore_ascii_case("close");
-            }
-        }
-    }
 }
 
 fn admin_get(addr: SocketAddr, path: &str) -> Result<()> {
-    let mut conn = connect(addr)?;
-    write!(
-        conn.get_mut(),
-        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut answer = Vec::new();
-    conn.read_to_end(&mut answer)?;
-    if !answer.starts_with(b"HTTP/1.1 200") {
-        return Err(format!("admin {path}: not 200").into());
+    match client::get(addr, path)?.status {
+        200 => Ok(()),
+        status => Err(format!("admin {path}: status {status}").into()),
     }
-    Ok(())
 }
 
 /// A short TCP exchange: the echo backend's greeting, then a small message echoed.
 fn tcp_short(addr: SocketAddr, n: usize) -> Result<()> {
     let mut conn = connect(addr)?;
     let message = format!("ping {n}\n");
-    conn.get_mut().write_all(message.as_bytes())?;
-    conn.get_mut().shutdown(Shutdown::Write)?;
+    conn.write_all(message.as_bytes())?;
+    conn.shutdown(Shutdown::Write)?;
     let mut answer = Vec::new();
     conn.read_to_end(&mut answer)?;
     if answer != format!("echo\n{message}").as_bytes() {
@@ -438,8 +404,8 @@ fn tcp_short(addr: SocketAddr, n: usize) -> Result<()> {
 
 /// A long TCP connection: [`TCP_BULK`] bytes out and echoed back (the splice path).
 fn tcp_bulk(addr: SocketAddr) -> Result<()> {
-    let conn = connect(addr)?;
-    let mut writer = conn.get_ref().try_clone()?;
+    let mut reader = connect(addr)?;
+    let mut writer = reader.try_clone()?;
     let sender = thread::spawn(move || -> std::io::Result<()> {
         let chunk = vec![b'x'; 128 << 10];
         for _ in 0..TCP_BULK / chunk.len() {
@@ -447,7 +413,6 @@ fn tcp_bulk(addr: SocketAddr) -> Result<()> {
         }
         writer.shutdown(Shutdown::Write)
     });
-    let mut reader = conn;
     let mut buf = vec![0; 256 << 10];
     let mut received = 0;
     loop {
