@@ -3,7 +3,6 @@
 
 pub(crate) use first_request::FirstRequest;
 
-mod coalesce;
 mod first_request;
 pub mod http;
 mod http_log;
