@@ -24,11 +24,13 @@ mod backend;
 #[allow(dead_code)]
 #[path = "../tests/common/client.rs"]
 mod client;
+#[path = "../tests/common/process.rs"]
+mod process;
 
 use client::{Conn, Request};
 use std::error::Error;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -161,7 +163,7 @@ fn run() -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let result = (|| {
         for threads in [1, 2] {
-            let ports = Ports::new()?;
+            let ports = Ports::new();
             let config = dir.join(format!("train-{threads}.yaml"));
             std::fs::write(
                 &config,
@@ -192,13 +194,12 @@ struct Ports {
 }
 
 impl Ports {
-    fn new() -> Result<Ports> {
-        let free = || -> Result<SocketAddr> { Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?) };
-        Ok(Ports {
-            http: free()?,
-            tcp: free()?,
-            admin: free()?,
-        })
+    fn new() -> Ports {
+        Ports {
+            http: process::free_addr(),
+            tcp: process::free_addr(),
+            admin: process::free_addr(),
+        }
     }
 }
 
@@ -293,7 +294,7 @@ fn start(tioga: &str, config: &Path, p: &Ports) -> Result<Child> {
                 let _ = child.kill();
                 return Err(format!("tioga did not listen on {addr} within {IO_TIMEOUT:?}").into());
             }
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(process::POLL);
         }
     }
     Ok(child)
@@ -307,19 +308,13 @@ fn stop(child: &mut Child) -> Result<()> {
     if !status.success() {
         return Err("kill -INT tioga failed".into());
     }
-    let deadline = Instant::now() + IO_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            if !status.success() {
-                return Err(format!("tioga exited with {status} after SIGINT").into());
-            }
-            return Ok(());
-        }
-        if Instant::now() > deadline {
+    match process::wait_child(child, IO_TIMEOUT) {
+        Some(status) if status.success() => Ok(()),
+        Some(status) => Err(format!("tioga exited with {status} after SIGINT").into()),
+        None => {
             let _ = child.kill();
-            return Err("tioga did not exit after SIGINT (no profile written)".into());
+            Err("tioga did not exit after SIGINT (no profile written)".into())
         }
-        thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -23,6 +23,7 @@
 pub mod backend;
 pub mod client;
 pub mod load;
+pub mod process;
 pub mod tioga;
 
 use std::time::{Duration, Instant};

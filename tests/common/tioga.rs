@@ -12,7 +12,7 @@
 //! for tests and keeps every port ephemeral.
 
 use std::fs::{self, File};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -22,24 +22,19 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use super::process::POLL;
+pub use super::process::{free_addr, wait_child};
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_tioga");
 /// File name of the config inside the temp dir, for assertions on error messages.
 pub const CONFIG_FILE: &str = "tioga.yaml";
 /// How long [`Tioga::start`] waits for the listeners, and [`check_config`] for `-t`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
-/// Pause between two readiness or exit probes.
-const POLL: Duration = Duration::from_millis(20);
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     free_addr().port()
-}
-
-/// An address on 127.0.0.1 whose port was free a moment ago.
-pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr")
 }
 
 /// Makes a temp dir and writes `yaml` (with `@DIR@` expanded) as [`CONFIG_FILE`] in it.
@@ -85,20 +80,6 @@ pub fn check_config(yaml: &str) -> (i32, String) {
             let _ = child.wait();
             panic!("tioga -t did not exit within {READY_TIMEOUT:?}; stderr:\n{stderr}");
         }
-    }
-}
-
-/// Polls `child` until it exits or `timeout` passes.
-pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(POLL);
     }
 }
 
