@@ -3,21 +3,24 @@
 //! switches to zero-copy: bytes move socket → pipe → socket with `splice(2)` and never
 //! enter user space.
 //!
-//! Pingora hands the TCP listener its client connection as a boxed stream; for a plain
-//! TCP connection the socket underneath is duplicated into a tokio `TcpStream` (the
-//! only `unsafe` in Tioga, below), so readiness comes from the same reactor. The
-//! original stream is kept alive until the relay ends, then both close.
+//! The copy phase reads and writes the client through Pingora's own stream (TCP
+//! listeners accept it unbuffered), so a short connection costs no more descriptors
+//! than its two sockets. Only a direction that switches to splice duplicates the
+//! client's socket into a tokio `TcpStream` (the only `unsafe` in Tioga, below), so
+//! readiness comes from the same reactor; Pingora's stream stays alive until the relay
+//! ends, then both close. The direction that finishes second skips its half-close:
+//! closing both sockets right after says the same.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use prometheus::IntCounter;
-use tokio::io::Interest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 /// The capacity asked of each direction's pipe, which bounds the bytes one `splice`
@@ -36,58 +39,186 @@ const COPY_FIRST: usize = 128 * 1024;
 /// The buffer of the plain copy.
 const COPY_BUFFER: usize = 16 * 1024;
 
-/// A duplicate of `client`'s socket as a tokio stream, when `client` is plain TCP
-/// with nothing buffered (Pingora hands over fresh connections).
-pub(super) fn plain_tcp(client: &Stream) -> Option<TcpStream> {
-    let l4 = client.as_any().downcast_ref::<L4Stream>()?;
-    let fd = l4.as_raw_fd();
-    // SAFETY: `fd` is the open socket of `l4`, which the caller keeps alive for as long
-    // as the returned stream (which owns a *duplicate* made right here) is in use; the
-    // borrow ends before this function returns.
-    #[allow(unsafe_code)]
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let owned: OwnedFd = borrowed.try_clone_to_owned().ok()?;
-    // Already non-blocking: O_NONBLOCK belongs to the open file description, which the
-    // duplicate shares with Pingora's socket.
-    TcpStream::from_std(std::net::TcpStream::from(owned)).ok()
+/// The socket descriptor of `client` when it is plain TCP. Pingora hands over fresh
+/// connections, and TCP listeners accept them without a read buffer, so nothing the
+/// client sent sits in user space: the socket can be spliced from directly.
+pub(super) fn plain_tcp_fd(client: &Stream) -> Option<RawFd> {
+    client
+        .as_any()
+        .downcast_ref::<L4Stream>()
+        .map(AsRawFd::as_raw_fd)
 }
 
-/// Moves bytes from `from` to `to` until EOF, then half-closes `to`. Counts bytes in
-/// `total` (and `counter`) and stamps activity in `last`.
-///
+/// A tokio stream on a duplicate of the client's socket `fd`, registered with this
+/// worker's reactor, to wait on while splicing.
+fn duplicate(fd: RawFd) -> io::Result<TcpStream> {
+    // SAFETY: `fd` is the open socket of the client's Pingora stream. The pump that
+    // asks for the duplicate holds a half of that stream (`Source::Client` or
+    // `Sink::Client`) for as long as it runs, so the socket is open here; the borrow
+    // ends before this function returns.
+    #[allow(unsafe_code)]
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let owned: OwnedFd = borrowed.try_clone_to_owned()?;
+    // Already non-blocking: O_NONBLOCK belongs to the open file description, which the
+    // duplicate shares with Pingora's socket.
+    TcpStream::from_std(std::net::TcpStream::from(owned))
+}
+
+/// Where one direction reads from.
+pub(super) enum Source<'a> {
+    /// The upstream connection.
+    Upstream(&'a TcpStream),
+    /// Pingora's client stream, and its socket's descriptor (see [`plain_tcp_fd`]).
+    Client(ReadHalf<Stream>, RawFd),
+}
+
+/// Where one direction writes to.
+pub(super) enum Sink<'a> {
+    /// The upstream connection.
+    Upstream(&'a TcpStream),
+    /// Pingora's client stream, and its socket's descriptor.
+    Client(WriteHalf<Stream>, RawFd),
+}
+
+impl Source<'_> {
+    /// Reads what is there (at least one byte, or 0 at EOF) into `buf`'s spare capacity.
+    async fn read(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        match self {
+            Source::Upstream(s) => loop {
+                s.readable().await?;
+                match s.try_read_buf(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    r => return r,
+                }
+            },
+            Source::Client(half, _) => half.read_buf(buf).await,
+        }
+    }
+}
+
+impl Sink<'_> {
+    /// Writes all of `data` (and flushes Pingora's stream).
+    async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Upstream(s) => {
+                while !data.is_empty() {
+                    s.writable().await?;
+                    match s.try_write(data) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => data = &data[n..],
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Sink::Client(half, _) => {
+                half.write_all(data).await?;
+                half.flush().await
+            }
+        }
+    }
+
+    fn fd(&self) -> RawFd {
+        match self {
+            Sink::Upstream(s) => s.as_raw_fd(),
+            Sink::Client(_, fd) => *fd,
+        }
+    }
+}
+
+/// Byte accounting of one direction: `total` (and `counter`) count bytes, `last`
+/// stamps activity in milliseconds since `start`.
+pub(super) struct Tally<'a> {
+    last: &'a AtomicU64,
+    start: Instant,
+    counter: Option<&'a IntCounter>,
+    total: &'a mut u64,
+}
+
+impl<'a> Tally<'a> {
+    pub(super) fn new(
+        last: &'a AtomicU64,
+        start: Instant,
+        counter: Option<&'a IntCounter>,
+        total: &'a mut u64,
+    ) -> Self {
+        Tally {
+            last,
+            start,
+            counter,
+            total,
+        }
+    }
+
+    fn add(&mut self, n: usize) {
+        if let Some(c) = self.counter {
+            c.inc_by(n as u64);
+        }
+        *self.total += n as u64;
+        self.last
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Moves bytes from `from` to `to` until EOF, then half-closes `to` unless the other
+/// direction is already over (`finished`, shared by the two directions: the sockets are
+/// closed at once then, which tells the peer as much).
+pub(super) async fn pump(
+    mut from: Source<'_>,
+    mut to: Sink<'_>,
+    finished: &AtomicBool,
+    mut tally: Tally<'_>,
+) -> io::Result<()> {
+    let moved = relay_direction(&mut from, &mut to, &mut tally).await;
+    let other_over = finished.swap(true, Ordering::Relaxed);
+    match moved {
+        Ok(()) if !other_over => {
+            nix::sys::socket::shutdown(to.fd(), nix::sys::socket::Shutdown::Write)
+                .map_err(io::Error::from)
+        }
+        other => other,
+    }
+}
+
 /// The first [`COPY_FIRST`] bytes go through a small buffer with plain reads and
 /// writes; only a direction that carries more switches to splice. Most L4 connections
 /// (queries, short requests) never get there and never pay for the pipe splice needs
-/// (`pipe2` and two more descriptors to close): at thousands of connections a second
-/// that was a tenth of the proxy's CPU.
-pub(super) async fn pump(
-    from: &TcpStream,
-    to: &TcpStream,
-    last: &AtomicU64,
-    start: Instant,
-    counter: Option<&IntCounter>,
-    total: &mut u64,
+/// (`pipe2`, a duplicate of the client's socket and their closing): at thousands of
+/// connections a second that was a tenth of the proxy's CPU. Returns at EOF.
+async fn relay_direction(
+    from: &mut Source<'_>,
+    to: &mut Sink<'_>,
+    tally: &mut Tally<'_>,
 ) -> io::Result<()> {
-    let mut account = |n: usize| {
-        if let Some(c) = counter {
-            c.inc_by(n as u64);
-        }
-        *total += n as u64;
-        last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    };
     let mut copied = 0;
     let mut buf = Vec::with_capacity(COPY_BUFFER);
     while copied < COPY_FIRST {
         buf.clear();
-        let n = read_some(from, &mut buf).await?;
+        let n = from.read(&mut buf).await?;
         if n == 0 {
-            return half_close(to);
+            return Ok(());
         }
-        write_all(to, &buf).await?;
+        to.write_all(&buf).await?;
         copied += n;
-        account(n);
+        tally.add(n);
     }
     drop(buf);
+    let (from_dup, to_dup);
+    let from: &TcpStream = match from {
+        Source::Upstream(s) => s,
+        Source::Client(_, fd) => {
+            from_dup = duplicate(*fd)?;
+            &from_dup
+        }
+    };
+    let to: &TcpStream = match to {
+        Sink::Upstream(s) => s,
+        Sink::Client(_, fd) => {
+            to_dup = duplicate(*fd)?;
+            &to_dup
+        }
+    };
     let (pipe_out, pipe_in) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
     let chunk = fcntl(&pipe_in, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32))
         .map_or(DEFAULT_PIPE, |granted| (granted as usize).min(PIPE_SIZE));
@@ -99,7 +230,7 @@ pub(super) async fn pump(
             })
             .await?;
         if n == 0 {
-            return half_close(to);
+            return Ok(());
         }
         let mut left = n;
         while left > 0 {
@@ -113,35 +244,6 @@ pub(super) async fn pump(
             }
             left -= moved;
         }
-        account(n);
+        tally.add(n);
     }
-}
-
-fn half_close(to: &TcpStream) -> io::Result<()> {
-    nix::sys::socket::shutdown(to.as_raw_fd(), nix::sys::socket::Shutdown::Write)
-        .map_err(io::Error::from)
-}
-
-/// Reads what is there (at least one byte, or 0 at EOF) into `buf`'s spare capacity.
-async fn read_some(from: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    loop {
-        from.readable().await?;
-        match from.try_read_buf(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            r => return r,
-        }
-    }
-}
-
-async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        to.writable().await?;
-        match to.try_write(data) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

@@ -6,7 +6,7 @@
 //! both ways; an EOF from one side is passed on as a half-close, and the connection is
 //! closed when neither side has sent anything for `read_timeout`.
 
-use super::splice;
+use super::splice::{self, Sink, Source, Tally};
 use crate::filter::{Context, Decision, FilterChain, Hooks};
 use crate::observability::access_log::Entry;
 use crate::observability::metrics::TcpMetrics;
@@ -19,7 +19,7 @@ use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use prometheus::IntCounter;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -226,13 +226,26 @@ async fn relay(
     let last = AtomicU64::new(0);
     let (mut bytes_in, mut bytes_out) = (0, 0);
     let counters = m.bytes();
-    let result = match splice::plain_tcp(&client) {
-        // Both ends plain TCP: zero-copy. `client` stays alive until the relay ends.
-        Some(dup) => {
+    let result = match splice::plain_tcp_fd(&client) {
+        // Both ends plain TCP: copy, then zero-copy. `client` (in its halves) stays
+        // alive until the relay ends.
+        Some(fd) => {
+            let (cr, cw) = tokio::io::split(client);
+            let finished = AtomicBool::new(false);
             let both = async {
                 let (a, b) = tokio::join!(
-                    splice::pump(&dup, &upstream, &last, start, counters.0, &mut bytes_in),
-                    splice::pump(&upstream, &dup, &last, start, counters.1, &mut bytes_out)
+                    splice::pump(
+                        Source::Client(cr, fd),
+                        Sink::Upstream(&upstream),
+                        &finished,
+                        Tally::new(&last, start, counters.0, &mut bytes_in),
+                    ),
+                    splice::pump(
+                        Source::Upstream(&upstream),
+                        Sink::Client(cw, fd),
+                        &finished,
+                        Tally::new(&last, start, counters.1, &mut bytes_out),
+                    )
                 );
                 a.and(b)
             };

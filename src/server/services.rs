@@ -159,7 +159,11 @@ fn listener(
             };
             let mut service = Service::new(service_name, app);
             for addr in &l.binds {
-                service.add_listener(plain_endpoint(&addr.to_string()));
+                // Unbuffered both ways: the relay writes whole chunks and flushes each,
+                // and with no read buffer it may splice from the socket directly.
+                service.add_listener(
+                    ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::unbuffered()),
+                );
             }
             Ok((Box::new(service), status))
         }
@@ -196,7 +200,8 @@ fn route(
 /// accept, held for the connection's life): HTTP/1 reads into its own header and body
 /// buffers and TCP listeners relay in their own loop (or splice), so that buffer only
 /// added a copy, a 64 KiB memset per connection and 64 KiB per idle keep-alive
-/// connection. TLS endpoints keep it: rustls reads records in small pieces.
+/// connection. TLS endpoints keep it: rustls reads records in small pieces. (TCP
+/// listeners go further and drop the write buffer too, see `listener`.)
 fn plain_endpoint(addr: &str) -> ListenerConfig {
     ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(0))
 }
