@@ -215,6 +215,7 @@ MEASURES = [
     ("cpu_sys_pct", "… of which in the kernel (stime)", "%", "info"),
     ("l4_conn_rate", "L4 connection rate", "conn/s", "higher"),
     ("l4_bulk_gbps", "L4 bulk throughput (1 stream)", "Gbit/s", "higher"),
+    ("l4_bulk_cpu_pct", "… proxy CPU during the bulk run", "% of a core", "info"),
     ("rss_idle", "RSS idle (after warm-up)", "KiB", "lower"),
     ("rss_conns", "RSS with the idle keep-alive connections", "KiB", "lower"),
     ("kib_per_conn", "Memory per idle keep-alive connection", "KiB/conn", "lower"),

@@ -409,12 +409,21 @@ measure_cpu() {
 }
 
 measure_l4_bulk() {
-  local rep=$1 p=$2 out=$TMP/iperf-$2-$1.json
+  local rep=$1 p=$2 out=$TMP/iperf-$2-$1.json pids=() before=0 after t0 t1
+  [[ -n ${PID[$p]:-} ]] && read -r -a pids < <(pids_of "${PID[$p]}")
+  ((${#pids[@]})) && read -r before _ < <(py cpu-us "${pids[@]}")
+  t0=$(date +%s%N)
   if ! load iperf3 -c 127.0.0.1 -p "${TCP_IPERF[$p]}" -t "$SECS" -J >"$out" 2>&1; then
     record "$rep" l4_bulk_gbps "$p" "" "iperf3 failed: $(grep -o '"error":.*' "$out" | head -n 1)"
     return
   fi
+  t1=$(date +%s%N)
   record "$rep" l4_bulk_gbps "$p" "$(py iperf "$out")"
+  # The proxy's CPU over the run, in % of one core (Tioga busy-polls spliced directions).
+  if ((${#pids[@]})); then
+    read -r after _ < <(py cpu-us "${pids[@]}")
+    record "$rep" l4_bulk_cpu_pct "$p" "$("$PY" -c "print(round(100 * ($after - $before) * 1000 / ($t1 - $t0), 1))")"
+  fi
 }
 
 # Who takes part in which measure ("direct": no proxy, reference only).
@@ -501,7 +510,7 @@ meta method "L7 keep-alive, paired with bare Pingora: Tioga and bare Pingora eac
 meta method "L7 new connection per request: the same with \`-H 'Connection: close'\` (each proxy keeps its upstream connections)."
 meta method "CPU: (utime+stime of the proxy's processes from /proc/PID/stat, delta over the h2load run, in µs) / requests completed; /proc ticks are 10 ms. A proxy below 97 % of the rate is listed under anomalies."
 meta method "L4 connection rate: \`wrk -t1 -c50 -H 'Connection: close'\` through the TCP listener (one client and one backend connection per request); bare Pingora has no TCP listener."
-meta method "L4 bulk: \`iperf3 -c -t ${SECS}\`, one stream, through a TCP listener whose pool is the single \`iperf3 -s\` (control and data connections both proxied); client and server share CPU 1."
+meta method "L4 bulk: \`iperf3 -c -t ${SECS}\`, one stream, through a TCP listener whose pool is the single \`iperf3 -s\` (control and data connections both proxied); client and server share CPU 1. Tioga runs with its default \`busy_poll: 50us\` (a spliced direction polls up to 50 µs before it sleeps; the CPU row below shows what that costs); HAProxy with its default, no \`busy-polling\`."
 meta method "Memory: 200 warm-up requests, VmRSS summed over the proxy's processes (nginx master + worker), then $CONNS connections opened one after the other, one keep-alive request each, left idle; KiB/conn = (RSS_$CONNS − RSS_idle) / $CONNS. Measured first in each repetition, on freshly started proxies."
 meta method "Same work for all: Host passed unchanged, X-Forwarded-For/-Proto/-Host added (HAProxy \`option forwardfor\` + set-header, nginx proxy_set_header, bare Pingora in upstream_request_filter); no logging; nginx \`keepalive_requests\` lifted (its default closes a client connection every 1000 requests). Tioga runs one thread per listener plus its admin endpoint, all pinned to CPU 0."
 "$PY" "$HELP" report --raw "$RAW" --meta "$META" --out "$OUT"

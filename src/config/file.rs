@@ -145,6 +145,8 @@ pub struct ListenerSection {
     pub pool: Option<String>,
     /// Connection filters (tcp only); each a one-key map.
     pub filters: Option<Vec<serde_yaml::Value>>,
+    /// How long a spliced direction busy-polls before it sleeps (tcp only).
+    pub busy_poll: Option<String>,
 }
 
 /// `listeners.NAME.tls`.

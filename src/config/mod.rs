@@ -194,6 +194,8 @@ pub enum ListenerKind {
         pool: String,
         /// Connection filters, in order.
         filters: Vec<FilterSpec>,
+        /// How long a spliced direction busy-polls before it sleeps (zero: never).
+        busy_poll: Duration,
     },
 }
 

@@ -373,7 +373,12 @@ pub(crate) fn duration(
 }
 
 /// [`duration`] where zero is meaningful (`server.grace_period: 0s`: no grace).
-fn duration_or_zero(text: Option<&str>, path: &str, default: &str, p: &mut Problems) -> Duration {
+pub(super) fn duration_or_zero(
+    text: Option<&str>,
+    path: &str,
+    default: &str,
+    p: &mut Problems,
+) -> Duration {
     parse_duration(text, path, default, true, p)
 }
 

@@ -3,12 +3,19 @@
 //! file to one concern.
 
 use super::file::{ListenerSection, RouteSection};
-use super::validate::{check_pool, join, Problems};
+use super::validate::{check_pool, duration_or_zero, join, Problems};
 use super::{FilterSpec, ListenerKind, RouteSpec, TlsSpec};
 use crate::filter::{Registry, Scope};
 use crate::routing::Matcher;
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A TCP listener's `busy_poll` when none is given.
+const DEFAULT_BUSY_POLL: &str = "50us";
+
+/// The longest `busy_poll` accepted: past this, a window mostly burns CPU.
+const MAX_BUSY_POLL: Duration = Duration::from_millis(1);
 
 /// What listener validation needs from the rest of the file.
 pub(super) struct Context<'a> {
@@ -37,6 +44,12 @@ pub(super) fn http(
         p.add(
             join(path, "filters"),
             "http listeners take filters per route (`routes[i].filters`)",
+        );
+    }
+    if s.busy_poll.is_some() {
+        p.add(
+            join(path, "busy_poll"),
+            "busy_poll is for tcp listeners (it applies to their zero-copy relay)",
         );
     }
     let tls = s.tls.as_ref().and_then(|t| {
@@ -147,9 +160,19 @@ pub(super) fn tcp(
         return None;
     };
     check_pool(pool, join(path, "pool"), cx.known, p);
+    let busy_path = join(path, "busy_poll");
+    let mut busy_poll = duration_or_zero(s.busy_poll.as_deref(), &busy_path, DEFAULT_BUSY_POLL, p);
+    if busy_poll > MAX_BUSY_POLL {
+        p.add(
+            busy_path,
+            format!("{busy_poll:?} is too long: at most 1ms (0s turns busy-polling off)"),
+        );
+        busy_poll = MAX_BUSY_POLL;
+    }
     Some(ListenerKind::Tcp {
         pool: pool.clone(),
         filters,
+        busy_poll,
     })
 }
 

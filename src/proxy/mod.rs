@@ -3,6 +3,7 @@
 
 pub(crate) use first_request::FirstRequest;
 
+mod busy_poll;
 mod first_request;
 pub mod http;
 mod http_log;

@@ -14,12 +14,14 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use prometheus::IntCounter;
+
+use super::busy_poll::BusyPoll;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
@@ -169,8 +171,9 @@ pub(super) async fn pump(
     mut to: Sink<'_>,
     finished: &AtomicBool,
     mut tally: Tally<'_>,
+    busy_poll: Duration,
 ) -> io::Result<()> {
-    let moved = relay_direction(&mut from, &mut to, &mut tally).await;
+    let moved = relay_direction(&mut from, &mut to, &mut tally, busy_poll).await;
     let other_over = finished.swap(true, Ordering::Relaxed);
     match moved {
         Ok(()) if !other_over => {
@@ -190,6 +193,7 @@ async fn relay_direction(
     from: &mut Source<'_>,
     to: &mut Sink<'_>,
     tally: &mut Tally<'_>,
+    busy_poll: Duration,
 ) -> io::Result<()> {
     let mut copied = 0;
     let mut buf = Vec::with_capacity(COPY_BUFFER);
@@ -223,12 +227,10 @@ async fn relay_direction(
     let chunk = fcntl(&pipe_in, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32))
         .map_or(DEFAULT_PIPE, |granted| (granted as usize).min(PIPE_SIZE));
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    let mut poll = BusyPoll::new(busy_poll);
     loop {
-        let n = from
-            .async_io(Interest::READABLE, || {
-                splice(from, None, &pipe_in, None, chunk, flags).map_err(io::Error::from)
-            })
-            .await?;
+        let read = || splice(from, None, &pipe_in, None, chunk, flags).map_err(io::Error::from);
+        let n = poll.io(from, Interest::READABLE, read).await?;
         if n == 0 {
             return Ok(());
         }

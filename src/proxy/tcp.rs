@@ -42,6 +42,8 @@ pub struct TcpProxy {
     pub access_log: Option<Arc<AccessLog>>,
     /// How long connections keep flowing once the process starts shutting down.
     pub grace_period: Duration,
+    /// How long a spliced direction busy-polls before it sleeps (`busy_poll`).
+    pub busy_poll: Duration,
 }
 
 /// How a connection went, for metrics and the access log: `status` is 0 when bytes
@@ -77,8 +79,7 @@ impl ServerApp for TcpProxy {
                     outcome.backend = Some(chosen.addr);
                     let idle = self.pool.spec.read_timeout;
                     let drained = drain_deadline(shutdown.clone(), self.grace_period);
-                    let relayed =
-                        relay(client, upstream, idle, drained, &self.metrics, &mut outcome);
+                    let relayed = relay(client, upstream, idle, drained, self, &mut outcome);
                     if let Err(e) = relayed.await {
                         chosen.lease.stats().errors.fetch_add(1, Ordering::Relaxed);
                         log::debug!(
@@ -219,9 +220,10 @@ async fn relay(
     upstream: TcpStream,
     idle: Duration,
     drained: impl std::future::Future<Output = ()>,
-    m: &TcpMetrics,
+    proxy: &TcpProxy,
     o: &mut Outcome,
 ) -> std::io::Result<()> {
+    let (m, busy_poll) = (&proxy.metrics, proxy.busy_poll);
     let start = Instant::now();
     let last = AtomicU64::new(0);
     let (mut bytes_in, mut bytes_out) = (0, 0);
@@ -239,12 +241,14 @@ async fn relay(
                         Sink::Upstream(&upstream),
                         &finished,
                         Tally::new(&last, start, counters.0, &mut bytes_in),
+                        busy_poll,
                     ),
                     splice::pump(
                         Source::Upstream(&upstream),
                         Sink::Client(cw, fd),
                         &finished,
                         Tally::new(&last, start, counters.1, &mut bytes_out),
+                        busy_poll,
                     )
                 );
                 a.and(b)

@@ -142,7 +142,11 @@ fn listener(
             }
             Ok((Box::new(service), status))
         }
-        ListenerKind::Tcp { pool, filters } => {
+        ListenerKind::Tcp {
+            pool,
+            filters,
+            busy_poll,
+        } => {
             let app = TcpProxy {
                 listener: name.clone(),
                 pool: shared.pools[&pool].clone(),
@@ -150,6 +154,7 @@ fn listener(
                 metrics: shared.metrics.tcp(&name, &pool),
                 access_log: shared.access_log.clone(),
                 grace_period: shared.grace_period,
+                busy_poll,
             };
             let status = ListenerStatus::Tcp {
                 info,

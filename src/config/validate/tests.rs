@@ -266,3 +266,41 @@ fn checking_an_access_log_file_does_not_create_it() {
     assert!(found[0].message.contains("does not exist"), "{found:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn busy_poll_is_a_tcp_listeners_window_of_at_most_1ms() {
+    let busy = |c: &Config| match &c.listeners[0].kind {
+        ListenerKind::Tcp { busy_poll, .. } => *busy_poll,
+        ListenerKind::Http { .. } => panic!("a tcp listener"),
+    };
+    let tcp = |extra: &str| {
+        format!(
+            "pools: {{p: {{backends: [127.0.0.1:1]}}}}\n\
+             listeners: {{l: {{protocol: tcp, bind: 127.0.0.1:2, pool: p{extra}}}}}\n"
+        )
+    };
+    assert_eq!(busy(&check(&tcp("")).unwrap()), Duration::from_micros(50));
+    assert_eq!(
+        busy(&check(&tcp(", busy_poll: 0s")).unwrap()),
+        Duration::ZERO
+    );
+    assert_eq!(
+        busy(&check(&tcp(", busy_poll: 200us")).unwrap()),
+        Duration::from_micros(200)
+    );
+    for (extra, says) in [
+        (", busy_poll: 5ms", "at most 1ms"),
+        (", busy_poll: soon", "soon"),
+    ] {
+        let found = problems(&tcp(extra));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, "listeners.l.busy_poll");
+        assert!(found[0].message.contains(says), "{:?}", found[0].message);
+    }
+    let found = problems(
+        "pools: {p: {backends: [127.0.0.1:1]}}\n\
+         listeners: {h: {protocol: http, bind: 127.0.0.1:2, busy_poll: 50us, routes: [{pool: p}]}}\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, "listeners.h.busy_poll");
+}
