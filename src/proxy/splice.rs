@@ -9,7 +9,9 @@
 //! client's socket into a tokio `TcpStream` (the only `unsafe` in Tioga, below), so
 //! readiness comes from the same reactor; Pingora's stream stays alive until the relay
 //! ends, then both close. The direction that finishes second skips its half-close:
-//! closing both sockets right after says the same.
+//! closing both sockets right after says the same. A spliced direction that finds its
+//! socket empty busy-polls for the listener's `busy_poll` window before it sleeps
+//! ([`BusyPoll`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -20,10 +22,10 @@ use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use prometheus::IntCounter;
-
-use super::busy_poll::BusyPoll;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+
+use super::busy_poll::BusyPoll;
 
 /// The capacity asked of each direction's pipe, which bounds the bytes one `splice`
 /// moves. Four times the default: measured with one iperf3 stream, the proxy's CPU per
