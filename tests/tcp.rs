@@ -321,6 +321,22 @@ fn large_stream_is_intact_half_closes_and_memory_stays_flat() {
 }
 
 #[test]
+fn a_stream_is_intact_with_busy_polling_off_and_at_its_longest() {
+    // Both directions pass the copy phase and splice; `busy_poll` only changes how a
+    // spliced direction waits for its next bytes, never what it relays.
+    const LEN: u64 = 8 << 20;
+    let a = spawn_tcp_backend("a");
+    for busy in ["0s", "1ms"] {
+        let listen = free_addr();
+        let yaml = config(listen, &[a.addr()], "") + &format!("    busy_poll: {busy}\n");
+        let _tioga = Tioga::start(&yaml, &[listen]);
+        let (got, received, sent) = echo_stream(listen, LEN);
+        assert_eq!(got, LEN, "busy_poll {busy}: wrong length back");
+        assert_eq!(received, sent, "busy_poll {busy}: content differs");
+    }
+}
+
+#[test]
 fn no_eligible_backend_closes_the_connection_at_once() {
     let a = spawn_tcp_backend("a");
     let backend = a.addr();
