@@ -336,6 +336,27 @@ fn a_stream_is_intact_with_busy_polling_off_and_at_its_longest() {
     }
 }
 
+/// The harness's `Tioga::has_accepted` (used by tests/upgrade.rs) tells Tioga's own
+/// connections from others'.
+#[test]
+fn harness_sees_which_connections_tioga_has_accepted() {
+    let a = spawn_tcp_backend("a");
+    let listen = free_addr();
+    let tioga = Tioga::start(&config(listen, &[a.addr()], ""), &[listen]);
+    let mine = connect(listen);
+    wait_until(Duration::from_secs(5), "tioga to accept", || {
+        tioga.has_accepted(&mine)
+    });
+    let other = connect(a.addr());
+    // A later connection greeted means the backend has accepted `other` too: its socket
+    // exists, in this process rather than Tioga's.
+    assert_eq!(greeting(&mut connect(a.addr())), "a");
+    assert!(
+        !tioga.has_accepted(&other),
+        "a connection to the backend itself"
+    );
+}
+
 #[test]
 fn no_eligible_backend_closes_the_connection_at_once() {
     let a = spawn_tcp_backend("a");

@@ -516,11 +516,6 @@ fn two_second_shutdown() -> String {
         )
 }
 
-/// Open descriptors of process `pid`.
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
 #[test]
 fn a_connection_accepted_before_shutdown_gets_its_first_request_answered() {
     use std::io::{Read, Write};
@@ -530,7 +525,6 @@ fn a_connection_accepted_before_shutdown_gets_its_first_request_answered() {
     let mut tioga = Tioga::start(&simple_config(listen, a.addr(), &server), &[listen]);
 
     // A client that has connected, and been accepted, but has not sent its request yet.
-    let before = open_fds(tioga.pid());
     let mut early = TcpStream::connect(listen).unwrap();
     early
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -538,7 +532,7 @@ fn a_connection_accepted_before_shutdown_gets_its_first_request_answered() {
     wait_until(
         Duration::from_secs(5),
         "tioga to accept the connection",
-        || open_fds(tioga.pid()) > before,
+        || tioga.has_accepted(&early),
     );
     tioga.signal("TERM");
     wait_until(

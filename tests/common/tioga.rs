@@ -172,6 +172,44 @@ impl Tioga {
         self.child.id()
     }
 
+    /// Whether the process holds the server side of `client`'s TCP connection, i.e. has
+    /// accepted it: a connection still in the listen queue has no socket file (its
+    /// `/proc/net/tcp` inode is 0). IPv4 only. Counting descriptors instead races with
+    /// the readiness probe's connection, which Tioga may still be closing.
+    pub fn has_accepted(&self, client: &TcpStream) -> bool {
+        let (Ok(SocketAddr::V4(local)), Ok(SocketAddr::V4(peer))) =
+            (client.local_addr(), client.peer_addr())
+        else {
+            return false;
+        };
+        // /proc/net/tcp prints an address as the in-memory u32 in hex, then the port.
+        let hex = |a: std::net::SocketAddrV4| {
+            format!(
+                "{:08X}:{:04X}",
+                u32::from_le_bytes(a.ip().octets()),
+                a.port()
+            )
+        };
+        // The server side's entry: local = the listener's address, remote = the client.
+        let (server, remote) = (hex(peer), hex(local));
+        let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let inode = table.lines().skip(1).find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.get(1) == Some(&server.as_str()) && f.get(2) == Some(&remote.as_str()))
+                .then(|| f.get(9).and_then(|i| i.parse::<u64>().ok()))
+                .flatten()
+        });
+        let Some(inode) = inode.filter(|&i| i != 0) else {
+            return false;
+        };
+        let socket = format!("socket:[{inode}]");
+        fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == socket.as_str()))
+    }
+
     /// The temp dir holding the config and logs (`@DIR@` in the YAML).
     pub fn dir(&self) -> &Path {
         self.dir.path()
