@@ -145,49 +145,47 @@ mod tests {
         (a.unwrap(), b.unwrap().0)
     }
 
-    fn read_into<'a>(
-        s: &'a TcpStream,
-        buf: &'a mut [u8],
-    ) -> impl FnMut() -> io::Result<usize> + 'a {
-        move || s.try_read(buf)
+    /// Reads through a `BusyPoll` of `window` on one end of a fresh connection, while
+    /// a task on the same single-threaded worker writes `data` to the other end after
+    /// `delay`. Returns the poll's state and what was read.
+    async fn read_written(
+        window: Duration,
+        delay: Duration,
+        data: &'static [u8],
+    ) -> (BusyPoll, Vec<u8>) {
+        let (mut tx, rx) = pair().await;
+        let mut b = BusyPoll::new(window);
+        let writer = tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            tx.write_all(data).await.unwrap();
+            tx
+        });
+        let mut buf = [0u8; 16];
+        let n = b
+            .io(&rx, Interest::READABLE, || rx.try_read(&mut buf))
+            .await
+            .unwrap();
+        drop(writer.await.unwrap());
+        (b, buf[..n].to_vec())
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn data_written_while_spinning_is_caught_by_the_spin() {
-        let (mut tx, rx) = pair().await;
-        let mut b = BusyPoll::new(Duration::from_secs(5));
-        // The writer runs on the same single-threaded worker, so it can only write while
-        // `io` yields: the read can only succeed through the spin.
-        let writer = tokio::spawn(async move {
-            tx.write_all(b"hello").await.unwrap();
-            tx
-        });
-        let mut buf = [0u8; 16];
-        let n = b
-            .io(&rx, Interest::READABLE, read_into(&rx, &mut buf))
-            .await;
-        assert_eq!(n.unwrap(), 5);
-        assert_eq!(&buf[..5], b"hello");
+        // The writer can only write while `io` yields: the read can only succeed
+        // through the spin.
+        let (b, got) = read_written(Duration::from_secs(5), Duration::ZERO, b"hello").await;
+        assert_eq!(got, b"hello");
         assert_eq!(b.misses, 0);
-        drop(writer.await.unwrap());
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn an_empty_window_counts_a_miss_then_the_reactor_delivers() {
-        let (mut tx, rx) = pair().await;
-        let mut b = BusyPoll::new(Duration::from_millis(2));
-        let writer = tokio::spawn(async move {
-            // Outlasts the window: the read has to come through the reactor.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            tx.write_all(b"late").await.unwrap();
-            tx
-        });
-        let mut buf = [0u8; 16];
-        let n = b
-            .io(&rx, Interest::READABLE, read_into(&rx, &mut buf))
-            .await;
-        assert_eq!(n.unwrap(), 4);
+        // The delay outlasts the window: the read has to come through the reactor.
+        let (b, got) =
+            read_written(Duration::from_millis(2), Duration::from_millis(50), b"late").await;
+        assert_eq!(got, b"late");
         assert_eq!((b.misses, b.skip), (1, 1));
-        drop(writer.await.unwrap());
     }
 }
