@@ -11,6 +11,7 @@
 //! are Pingora's as before. TLS connections pass straight through (their handshake has
 //! already read from the client).
 
+use super::coalesce::Coalesce;
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
@@ -38,8 +39,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for FirstRequest<A> {
     }
 }
 
-/// Waits for the client's first bytes and puts them back; `None` when the client
-/// closes (or fails) before sending anything.
+/// Waits for the client's first bytes and puts them back, and gives the connection its
+/// write buffer, which sends a pass's answers together ([`Coalesce`]); `None` when the
+/// client closes (or fails) before sending anything.
 async fn first_bytes(stream: Stream) -> Option<Stream> {
     if stream.as_any().downcast_ref::<L4Stream>().is_none() {
         return Some(stream);
@@ -51,7 +53,7 @@ async fn first_bytes(stream: Stream) -> Option<Stream> {
         Ok(0) | Err(_) => None,
         Ok(_) => {
             l4.rewind(&buf);
-            Some(l4)
+            Some(Box::new(Coalesce::new(l4)))
         }
     }
 }

@@ -4,6 +4,7 @@
 pub(crate) use first_request::FirstRequest;
 
 mod busy_poll;
+mod coalesce;
 mod first_request;
 pub mod http;
 mod http_log;

@@ -54,11 +54,13 @@ pub(super) fn plain_tcp_fd(client: &Stream) -> Option<RawFd> {
 }
 
 /// A tokio stream on a duplicate of the client's socket `fd`, registered with this
-/// worker's reactor, to wait on while splicing.
-fn duplicate(fd: RawFd) -> io::Result<TcpStream> {
+/// worker's reactor: to wait on while splicing, or to finish a write after the stream
+/// is dropped (`coalesce`). Callers hold the stream that owns `fd`.
+pub(super) fn duplicate(fd: RawFd) -> io::Result<TcpStream> {
     // SAFETY: `fd` is the open socket of the client's Pingora stream. The pump that
     // asks for the duplicate holds a half of that stream (`Source::Client` or
-    // `Sink::Client`) for as long as it runs, so the socket is open here; the borrow
+    // `Sink::Client`) for as long as it runs, and `Coalesce` asks from its `drop`,
+    // before its stream closes the socket; so the socket is open here, and the borrow
     // ends before this function returns.
     #[allow(unsafe_code)]
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };

@@ -201,14 +201,14 @@ fn route(
     (r.matcher, target)
 }
 
-/// A plain HTTP endpoint without Pingora's per-connection read buffer (64 KiB, zeroed
-/// at accept, held for the connection's life): HTTP/1 reads into its own header and
-/// body buffers, so that buffer only added a copy, a 64 KiB memset per connection and
-/// 64 KiB per idle keep-alive connection. TLS endpoints keep it: rustls reads records
-/// in small pieces. (TCP listeners go further and drop the write buffer too, see
-/// `listener`.)
+/// A plain HTTP endpoint without Pingora's per-connection buffers. Its read buffer
+/// (64 KiB, zeroed at accept, held for the connection's life) only added a copy, a
+/// 64 KiB memset per connection and 64 KiB per idle keep-alive connection: HTTP/1
+/// reads into its own header and body buffers. Its write buffer is replaced by the
+/// connection's own ([`crate::proxy`]'s coalescing, which sends a pass's answers
+/// together). TLS endpoints keep both: rustls reads records in small pieces.
 fn plain_endpoint(addr: &str) -> ListenerConfig {
-    ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(0))
+    ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::unbuffered())
 }
 
 fn add_http_endpoint<S>(

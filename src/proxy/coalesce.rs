@@ -1,0 +1,535 @@
+//! Sends an HTTP client's answers at the end of the worker's pass over its ready
+//! connections, not one by one in the middle of it.
+//!
+//! Each write to a client that sleeps waiting for it makes the kernel wake that
+//! process; when it sits on another CPU that is an inter-processor interrupt, and on a
+//! virtual machine a trip through the hypervisor. A worker that answers its ready
+//! connections one after another, with the work of the next request in between, gives
+//! the client time to fall asleep again before every answer. Event-loop proxies such as
+//! HAProxy send together after a batch of events, and the client wakes once per batch.
+//!
+//! [`Coalesce`] is the client connection's write buffer. Writes are held (up to
+//! [`HOLD_LIMIT`]); a flush hands the connection to its worker's flusher, a task that
+//! the first flush of a pass wakes and that therefore runs after the connections made
+//! ready in the same pass, and sends what each holds with one `send` (non-blocking,
+//! straight on the socket). No task is polled again for it and no timer is involved.
+//!
+//! Nothing is lost or reordered:
+//! - bytes leave in the order written: a write that does not fit is preceded by what is
+//!   held, and the connection's own writes wait while anything is held for a full socket;
+//! - when the socket is full, the rest stays held and the connection's task sends it
+//!   itself, waiting on the socket as usual (the flusher wakes it; its reads, writes,
+//!   flushes and shutdown all send what is held first);
+//! - a send error is returned by the connection's next write or flush;
+//! - a connection dropped with bytes held sends them before its socket closes, and
+//!   leaves what the socket cannot take to a task that finishes the write (bounded by
+//!   [`TAIL_TIMEOUT`]).
+//!
+//! Only Pingora's one-thread workers (current-thread runtimes, `threads: 1`) defer:
+//! their flusher is the thread's. On work-stealing workers a flush sends at once, as a
+//! plain write buffer.
+
+use async_trait::async_trait;
+use nix::errno::Errno;
+use nix::sys::socket::{send, MsgFlags};
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::raw_connect::ProxyDigest;
+use pingora_core::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
+    TimingDigest, UniqueID, UniqueIDType,
+};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::runtime::{Handle, RuntimeFlavor};
+
+/// Most bytes held for one client; a larger write goes to the socket at once.
+pub(super) const HOLD_LIMIT: usize = 16 * 1024;
+/// Buffer capacity kept between answers; a larger one is given back once sent, so an
+/// idle keep-alive connection holds little.
+const KEEP_CAPACITY: usize = 4 * 1024;
+/// How long a dropped connection's last bytes may wait for a full socket.
+const TAIL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A plain-TCP client connection whose writes are sent in batches (module docs).
+#[derive(Debug)]
+pub(super) struct Coalesce {
+    inner: Box<L4Stream>,
+    out: Arc<Outbox>,
+    /// Flushes wait for the worker's flusher (a one-thread worker) or send at once.
+    defer: bool,
+}
+
+/// What a connection holds, shared with its worker's flusher.
+#[derive(Debug)]
+struct Outbox {
+    fd: RawFd,
+    state: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    bytes: Vec<u8>,
+    /// In the flusher's list for this pass.
+    queued: bool,
+    /// The socket was full: the connection's task sends the rest itself.
+    stalled: bool,
+    /// The connection is gone (its socket closes): the flusher must not touch `fd`.
+    closed: bool,
+    /// A send failed; the connection's next write or flush reports it.
+    failed: Option<io::ErrorKind>,
+    /// The connection's task, woken when the flusher leaves it bytes to send.
+    waker: Option<Waker>,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, Held> {
+        // One thread uses an outbox at a time and nothing in it panics while locked.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The flusher's part: one non-blocking send of everything held.
+    fn send_held(&self) {
+        let mut held = self.lock();
+        held.queued = false;
+        if held.closed || held.stalled || held.bytes.is_empty() {
+            return;
+        }
+        match send_now(self.fd, &held.bytes) {
+            Ok(n) if n == held.bytes.len() => held.sent_all(),
+            Ok(n) => {
+                held.bytes.drain(..n);
+                held.stalled = true;
+                held.wake();
+            }
+            Err(e) => {
+                held.bytes.clear();
+                held.failed = Some(e.kind());
+                held.wake();
+            }
+        }
+    }
+}
+
+impl Held {
+    fn sent_all(&mut self) {
+        self.bytes.clear();
+        self.stalled = false;
+        if self.bytes.capacity() > KEEP_CAPACITY {
+            self.bytes = Vec::new();
+        }
+    }
+
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    fn keep_waker(&mut self, cx: &Context<'_>) {
+        match &self.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => self.waker = Some(cx.waker().clone()),
+        }
+    }
+}
+
+/// Sends as much of `bytes` as the socket takes now, without waiting.
+fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match send(fd, &bytes[sent..], flags) {
+            Ok(n) => sent += n,
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(sent)
+}
+
+impl Coalesce {
+    pub(super) fn new(inner: Box<L4Stream>) -> Self {
+        let defer =
+            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread);
+        let out = Arc::new(Outbox {
+            fd: inner.as_raw_fd(),
+            state: Mutex::new(Held::default()),
+        });
+        Coalesce { inner, out, defer }
+    }
+
+    /// Sends everything held through the stream itself, waiting on the socket.
+    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut held = self.out.lock();
+        if let Some(kind) = held.failed {
+            return Poll::Ready(Err(kind.into()));
+        }
+        while !held.bytes.is_empty() {
+            match Pin::new(&mut *self.inner).poll_write(cx, &held.bytes) {
+                Poll::Ready(Ok(0)) => {
+                    held.failed = Some(io::ErrorKind::WriteZero);
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    held.bytes.drain(..n);
+                }
+                Poll::Ready(Err(e)) => {
+                    held.bytes.clear();
+                    held.failed = Some(e.kind());
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => {
+                    held.stalled = true;
+                    return Poll::Pending;
+                }
+            }
+        }
+        held.sent_all();
+        drop(held);
+        Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+}
+
+impl AsyncRead for Coalesce {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.out.lock().stalled {
+            // The answer goes first; a full socket leaves this task registered for it,
+            // and an error is reported by the next write.
+            let _ = this.drain(cx);
+        }
+        Pin::new(&mut *this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Coalesce {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        {
+            let mut held = this.out.lock();
+            if let Some(kind) = held.failed {
+                return Poll::Ready(Err(kind.into()));
+            }
+            if !held.stalled && held.bytes.len() + buf.len() <= HOLD_LIMIT {
+                held.bytes.extend_from_slice(buf);
+                held.keep_waker(cx);
+                if this.defer && !held.queued {
+                    held.queued = true;
+                    drop(held);
+                    flusher::enqueue(&this.out);
+                }
+                return Poll::Ready(Ok(buf.len()));
+            }
+        }
+        // Too much to hold, or the socket is full: what is held goes first.
+        ready!(this.drain(cx))?;
+        Pin::new(&mut *this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.defer {
+            let held = this.out.lock();
+            if let Some(kind) = held.failed {
+                return Poll::Ready(Err(kind.into()));
+            }
+            if !held.stalled {
+                // Queued by its write: the flusher sends it at the end of the pass.
+                return Poll::Ready(Ok(()));
+            }
+        }
+        this.drain(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        ready!(this.drain(cx))?;
+        Pin::new(&mut *this.inner).poll_shutdown(cx)
+    }
+}
+
+impl Drop for Coalesce {
+    fn drop(&mut self) {
+        let bytes = {
+            let mut held = self.out.lock();
+            held.closed = true;
+            if held.bytes.is_empty() || held.failed.is_some() {
+                return;
+            }
+            std::mem::take(&mut held.bytes)
+        };
+        let sent = send_now(self.out.fd, &bytes).unwrap_or(bytes.len());
+        if sent < bytes.len() {
+            send_tail(self.out.fd, bytes, sent);
+        }
+    }
+}
+
+/// Finishes a dropped connection's write on a copy of its socket, in a task of its own.
+fn send_tail(fd: RawFd, bytes: Vec<u8>, sent: usize) {
+    let Ok(rt) = Handle::try_current() else {
+        return;
+    };
+    let _in_runtime = rt.enter();
+    // The stream's socket is still open here: it closes after this drop.
+    let Ok(mut tcp) = super::splice::duplicate(fd) else {
+        return;
+    };
+    rt.spawn(async move {
+        let _ = tokio::time::timeout(TAIL_TIMEOUT, tcp.write_all(&bytes[sent..])).await;
+    });
+}
+
+mod flusher;
+
+#[async_trait]
+impl Shutdown for Coalesce {
+    async fn shutdown(&mut self) {
+        let _ = AsyncWriteExt::shutdown(self).await;
+    }
+}
+
+impl UniqueID for Coalesce {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+/// Plain TCP: no TLS to report.
+impl Ssl for Coalesce {}
+
+impl GetTimingDigest for Coalesce {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Coalesce {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest);
+    }
+}
+
+impl GetSocketDigest for Coalesce {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest);
+    }
+}
+
+#[async_trait]
+impl Peek for Coalesce {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn pair() -> (Coalesce, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Coalesce::new(Box::new(L4Stream::from(server))), client)
+    }
+
+    /// What `peer` has received so far, without waiting.
+    fn received(peer: &TcpStream) -> Vec<u8> {
+        let mut got = vec![0u8; 1 << 16];
+        match peer.try_read(&mut got) {
+            Ok(n) => got[..n].to_vec(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Bytes `0, 1, 2 …` (mod 251), so that a lost or reordered piece shows.
+    fn pattern(from: usize, len: usize) -> Vec<u8> {
+        (from..from + len).map(|i| (i % 251) as u8).collect()
+    }
+
+    async fn read_all(peer: &mut TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), peer.read_to_end(&mut got))
+            .await
+            .expect("peer read timed out")
+            .unwrap();
+        got
+    }
+
+    /// What `peer` receives, polling (and yielding to the runtime) until `len` bytes or
+    /// 5 s.
+    async fn received_until(peer: &TcpStream, len: usize) -> Vec<u8> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.len() < len && std::time::Instant::now() < deadline {
+            got.extend(received(peer));
+            tokio::task::yield_now().await;
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn answers_flushed_in_one_pass_are_sent_when_it_ends() {
+        let (mut a, peer_a) = pair().await;
+        let (mut b, peer_b) = pair().await;
+        a.write_all(b"answer a").await.unwrap();
+        a.flush().await.unwrap();
+        b.write_all(b"answer b").await.unwrap();
+        b.flush().await.unwrap();
+        // Time for a send to arrive, had there been one: this task has not yielded
+        // since, so the flusher has not run.
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(received(&peer_a).is_empty(), "sent before the pass ended");
+        assert!(received(&peer_b).is_empty(), "sent before the pass ended");
+        assert_eq!(received_until(&peer_a, 8).await, b"answer a");
+        assert_eq!(received_until(&peer_b, 8).await, b"answer b");
+    }
+
+    #[tokio::test]
+    async fn a_write_too_big_to_hold_follows_what_is_held() {
+        let (mut a, mut peer) = pair().await;
+        let small = pattern(0, 100);
+        let big = pattern(100, HOLD_LIMIT + 1);
+        a.write_all(&small).await.unwrap();
+        a.write_all(&big).await.unwrap();
+        a.write_all(&pattern(100 + big.len(), 10)).await.unwrap();
+        Shutdown::shutdown(&mut a).await; // as Pingora ends a connection
+        assert_eq!(read_all(&mut peer).await, pattern(0, 100 + big.len() + 10));
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_loses_and_reorders_nothing() {
+        let (mut a, mut peer) = pair().await;
+        const TOTAL: usize = 8 << 20;
+        let writer = tokio::spawn(async move {
+            // Small answers, each flushed: the flusher meets a full socket many times.
+            let mut at = 0;
+            while at < TOTAL {
+                let len = 3000.min(TOTAL - at);
+                a.write_all(&pattern(at, len)).await.unwrap();
+                a.flush().await.unwrap();
+                at += len;
+            }
+            Shutdown::shutdown(&mut a).await; // as Pingora ends a connection
+        });
+        // Start reading late, so the socket fills first.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let got = read_all(&mut peer).await;
+        writer.await.unwrap();
+        assert_eq!(got.len(), TOTAL);
+        assert!(got == pattern(0, TOTAL), "bytes lost or out of order");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_still_sends_what_it_held() {
+        let (mut a, mut peer) = pair().await;
+        a.write_all(b"last answer").await.unwrap();
+        a.flush().await.unwrap();
+        drop(a);
+        assert_eq!(read_all(&mut peer).await, b"last answer");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_finishes_its_write_on_a_full_socket() {
+        // Socket buffers too small for what is held, so the drop cannot send it all.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut peer = socket
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        nix::sys::socket::setsockopt(&server, nix::sys::socket::sockopt::SndBuf, &4096).unwrap();
+        let mut a = Coalesce::new(Box::new(L4Stream::from(server)));
+
+        let answer = pattern(0, HOLD_LIMIT);
+        a.write_all(&answer).await.unwrap();
+        a.flush().await.unwrap();
+        drop(a);
+        // Before this task yields, only what the socket took in the drop has arrived.
+        std::thread::sleep(Duration::from_millis(20));
+        let mut got = received(&peer);
+        assert!(got.len() < answer.len(), "the socket took it all");
+        got.extend(read_all(&mut peer).await);
+        assert!(got == answer, "bytes lost or out of order");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_work_stealing_worker_a_flush_sends_at_once() {
+        let (mut a, peer) = pair().await;
+        assert!(!a.defer);
+        a.write_all(b"now").await.unwrap();
+        a.flush().await.unwrap();
+        // No yield: the bytes left in the flush.
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(received(&peer), b"now");
+    }
+
+    #[tokio::test]
+    async fn a_send_error_reaches_the_next_write() {
+        let (mut a, peer) = pair().await;
+        // A reset: close with unread data and SO_LINGER 0.
+        let peer = peer.into_std().unwrap();
+        socket_linger_zero(&peer);
+        drop(peer);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let res = async {
+                a.write_all(b"to nobody").await?;
+                a.flush().await
+            }
+            .await;
+            tokio::task::yield_now().await;
+            if res.is_err() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no error reported");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn socket_linger_zero(s: &std::net::TcpStream) {
+        use nix::sys::socket::{setsockopt, sockopt::Linger};
+        let off = nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        setsockopt(s, Linger, &off).unwrap();
+    }
+}
