@@ -6,7 +6,9 @@
 #   3. merge the profile with the llvm-profdata of rustc's own LLVM (rustup's
 #      llvm-tools component; failing that, Debian's llvm-N of the same major version);
 #   4. build target/release/tioga with that profile (fat LTO, one codegen unit, as
-#      Cargo.toml's release profile says).
+#      Cargo.toml's release profile says);
+#   5. lay the binary out again with LLVM's BOLT by a second training run of an
+#      instrumented copy (Debian's bolt-N, installed when missing; BOLT=0 skips it).
 #
 # The compiler then lays out and inlines Pingora's, tokio's and Tioga's request path
 # by what it measured; bench/results.md says what that is worth. PGO=0, or no
@@ -50,24 +52,91 @@ if [[ ! -x $profdata ]]; then
 fi
 [[ -x $profdata ]] || plain "no llvm-profdata for rustc's LLVM $llvm_major"
 
+# Sets `bolt` to LLVM's BOLT, by its real path (it finds its instrumentation runtime
+# beside it): Debian's newest bolt-N, installed when missing. Leaves it empty, and
+# says why in `bolt_why`, when there is none to be had.
+newest_bolt() {
+  compgen -c llvm-bolt- | grep -E '^llvm-bolt-[0-9]+$' | sort -t- -k3 -n | tail -1 || true
+}
+find_bolt() {
+  local b pkg sudo=""
+  b=$(newest_bolt)
+  if [[ -z $b ]] && command -v apt-get >/dev/null; then
+    pkg=$(apt-cache search --names-only '^bolt-[0-9]+$' 2>/dev/null | cut -d' ' -f1 | sort -t- -k2 -n | tail -1 || true)
+    if [[ -n $pkg ]]; then
+      log "installing Debian's $pkg for llvm-bolt"
+      [[ $(id -u) == 0 ]] || sudo=sudo
+      $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2 || true
+      b=$(newest_bolt)
+    fi
+  fi
+  if [[ -z $b ]]; then
+    bolt_why="no llvm-bolt to be had"
+  else
+    bolt=$(readlink -f "$(command -v "$b")")
+  fi
+}
+
 raw=$PGO_DIR/raw
 rm -rf "$raw"
 mkdir -p "$raw"
-log "1/4 building the trainer (examples/pgo_train, dev profile) and an instrumented tioga"
+log "1/5 building the trainer (examples/pgo_train, dev profile) and an instrumented tioga"
 "$CARGO" build --quiet --example pgo_train
 RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$raw" CARGO_TARGET_DIR=$PGO_DIR/target \
   "$CARGO" build --release --bin tioga
 
-log "2/4 training run"
+log "2/5 training run"
 LLVM_PROFILE_FILE="$raw/tioga-%p-%m.profraw" \
   "$TARGET/debug/examples/pgo_train" "$PGO_DIR/target/release/tioga"
 
-log "3/4 merging the profile"
+log "3/5 merging the profile"
 compgen -G "$raw/*.profraw" >/dev/null || { log "the training run wrote no profile"; exit 1; }
 "$profdata" merge -o "$PGO_DIR/tioga.profdata" "$raw"
 
-log "4/4 building target/release/tioga with the profile"
-RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$PGO_DIR/tioga.profdata" \
+bolt="" bolt_why="BOLT=0"
+[[ ${BOLT:-1} == 0 ]] || find_bolt
+relocs=""
+# BOLT moves functions only in a binary that keeps its relocations.
+[[ -z $bolt ]] || relocs="-Clink-arg=-Wl,--emit-relocs"
+
+log "4/5 building target/release/tioga with the profile"
+RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$PGO_DIR/tioga.profdata $relocs" \
   "$CARGO" build --release --bin tioga
-echo "PGO (profile from examples/pgo_train, merged by $profdata)" >"$PGO_DIR/outcome"
-log "done: $TARGET/release/tioga"
+outcome="PGO (profile from examples/pgo_train, merged by $profdata)"
+
+if [[ -z $bolt ]]; then
+  log "5/5 skipped: $bolt_why"
+  echo "$outcome; no BOLT ($bolt_why)" >"$PGO_DIR/outcome"
+  log "done: $TARGET/release/tioga"
+  exit 0
+fi
+
+# Step 5; any failure keeps the PGO binary (said in the outcome).
+bolt_layout() {
+  local dir=$PGO_DIR/bolt
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  "$bolt" "$TARGET/release/tioga" -instrument -o "$dir/tioga-instrumented" \
+    --instrumentation-file="$dir/profile" --instrumentation-file-append-pid \
+    >"$dir/instrument.log" 2>&1 || { log "instrumenting failed, see $dir/instrument.log"; return 1; }
+  "$TARGET/debug/examples/pgo_train" "$dir/tioga-instrumented" || return 1
+  compgen -G "$dir/profile.*.fdata" >/dev/null || { log "the training run wrote no profile"; return 1; }
+  "$(dirname "$bolt")/merge-fdata" "$dir"/profile.*.fdata >"$dir/tioga.fdata" 2>"$dir/merge.log" \
+    || { log "merging failed, see $dir/merge.log"; return 1; }
+  "$bolt" "$TARGET/release/tioga" -o "$dir/tioga" -data="$dir/tioga.fdata" \
+    -reorder-blocks=ext-tsp -reorder-functions=hfsort+ -split-functions -split-all-cold \
+    -split-eh -icf=1 -use-gnu-stack -dyno-stats >"$dir/optimize.log" 2>&1 \
+    || { log "laying out failed, see $dir/optimize.log"; return 1; }
+  # The laid-out binary must serve the training mix, which checks every answer.
+  log "checking the laid-out binary with the training run"
+  "$TARGET/debug/examples/pgo_train" "$dir/tioga" || { log "the laid-out binary failed it"; return 1; }
+  cp "$dir/tioga" "$TARGET/release/tioga"
+}
+
+log "5/5 BOLT ($bolt): instrumenting, a second training run, laying out"
+if bolt_layout; then
+  echo "$outcome, then BOLT ($bolt, profile from examples/pgo_train)" >"$PGO_DIR/outcome"
+else
+  echo "$outcome; BOLT failed, not applied" >"$PGO_DIR/outcome"
+fi
+log "done: $TARGET/release/tioga ($(cat "$PGO_DIR/outcome"))"
