@@ -26,6 +26,21 @@ mkdir -p "$PGO_DIR"
 
 log() { printf '[pgo-build] %s\n' "$*" >&2; }
 
+# Installs a Debian package, if apt-get is there; the package lists are refreshed
+# once, on a first failure (a fresh machine may have none). Never fails the build.
+lists_fresh=""
+apt_install() {
+  command -v apt-get >/dev/null || return 0
+  local sudo=""
+  [[ $(id -u) == 0 ]] || sudo=sudo
+  log "installing Debian's $1 ($2)"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >&2 && return 0
+  [[ -z $lists_fresh ]] || return 0
+  lists_fresh=1
+  $sudo apt-get update -qq >&2 || return 0
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >&2 || true
+}
+
 plain() {
   log "$1: plain release build, without PGO"
   echo "plain release build ($1)" >"$PGO_DIR/outcome"
@@ -45,11 +60,7 @@ if [[ ! -x $profdata ]] && command -v rustup >/dev/null; then
 fi
 if [[ ! -x $profdata ]]; then
   profdata=/usr/lib/llvm-$llvm_major/bin/llvm-profdata
-  if [[ ! -x $profdata ]] && command -v apt-get >/dev/null; then
-    log "installing Debian's llvm-$llvm_major for llvm-profdata"
-    sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "llvm-$llvm_major" >&2 || true
-  fi
+  [[ -x $profdata ]] || apt_install "llvm-$llvm_major" "for llvm-profdata"
 fi
 [[ -x $profdata ]] || plain "no llvm-profdata for rustc's LLVM $llvm_major"
 
@@ -65,13 +76,10 @@ bolt_versions() {
   } | sort -n -u -r || true
 }
 find_bolt() {
-  local v sudo=""
-  [[ $(id -u) == 0 ]] || sudo=sudo
-  for v in ${BOLT_VERSION:-15} $(bolt_versions); do
-    if ! command -v "llvm-bolt-$v" >/dev/null && command -v apt-get >/dev/null; then
-      log "installing Debian's bolt-$v for llvm-bolt"
-      $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "bolt-$v" >&2 || true
-    fi
+  local v
+  for v in ${BOLT_VERSION:-15} "$(bolt_versions | head -n 1)"; do
+    [[ -n $v ]] || continue
+    command -v "llvm-bolt-$v" >/dev/null || apt_install "bolt-$v" "for llvm-bolt"
     if command -v "llvm-bolt-$v" >/dev/null; then
       bolt=$(readlink -f "$(command -v "llvm-bolt-$v")")
       return 0

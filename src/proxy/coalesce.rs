@@ -78,9 +78,8 @@ struct Held {
     queued: bool,
     /// The socket was full: the connection's task sends the rest itself.
     stalled: bool,
-    /// The connection is gone (its socket closes): the flusher must not touch `fd`.
-    closed: bool,
-    /// A send failed; the connection's next write or flush reports it.
+    /// A send failed (and what was held is dropped); the connection's next write or
+    /// flush reports it.
     failed: Option<io::ErrorKind>,
     /// The connection's task, woken when the flusher leaves it bytes to send.
     waker: Option<Waker>,
@@ -92,11 +91,13 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The flusher's part: one non-blocking send of everything held.
+    /// The flusher's part: one non-blocking send of everything held. A dropped
+    /// connection holds nothing (its drop took the bytes), so `fd` is never touched
+    /// once its socket may be closed.
     fn send_held(&self) {
         let mut held = self.lock();
         held.queued = false;
-        if held.closed || held.stalled || held.bytes.is_empty() {
+        if held.stalled || held.bytes.is_empty() {
             return;
         }
         match send_now(self.fd, &held.bytes) {
@@ -107,8 +108,7 @@ impl Outbox {
                 held.wake();
             }
             Err(e) => {
-                held.bytes.clear();
-                held.failed = Some(e.kind());
+                held.fail(e.kind());
                 held.wake();
             }
         }
@@ -116,6 +116,16 @@ impl Outbox {
 }
 
 impl Held {
+    /// `Err` once a send has failed.
+    fn check(&self) -> io::Result<()> {
+        self.failed.map_or(Ok(()), |kind| Err(kind.into()))
+    }
+
+    fn fail(&mut self, kind: io::ErrorKind) {
+        self.bytes.clear();
+        self.failed = Some(kind);
+    }
+
     fn sent_all(&mut self) {
         self.bytes.clear();
         self.stalled = false;
@@ -167,21 +177,18 @@ impl Coalesce {
     /// Sends everything held through the stream itself, waiting on the socket.
     fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut held = self.out.lock();
-        if let Some(kind) = held.failed {
-            return Poll::Ready(Err(kind.into()));
-        }
+        held.check()?;
         while !held.bytes.is_empty() {
             match Pin::new(&mut *self.inner).poll_write(cx, &held.bytes) {
                 Poll::Ready(Ok(0)) => {
-                    held.failed = Some(io::ErrorKind::WriteZero);
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    held.fail(io::ErrorKind::WriteZero);
+                    return Poll::Ready(held.check());
                 }
                 Poll::Ready(Ok(n)) => {
                     held.bytes.drain(..n);
                 }
                 Poll::Ready(Err(e)) => {
-                    held.bytes.clear();
-                    held.failed = Some(e.kind());
+                    held.fail(e.kind());
                     return Poll::Ready(Err(e));
                 }
                 Poll::Pending => {
@@ -221,9 +228,7 @@ impl AsyncWrite for Coalesce {
         let this = &mut *self;
         {
             let mut held = this.out.lock();
-            if let Some(kind) = held.failed {
-                return Poll::Ready(Err(kind.into()));
-            }
+            held.check()?;
             if !held.stalled && held.bytes.len() + buf.len() <= HOLD_LIMIT {
                 held.bytes.extend_from_slice(buf);
                 held.keep_waker(cx);
@@ -244,9 +249,7 @@ impl AsyncWrite for Coalesce {
         let this = &mut *self;
         if this.defer {
             let held = this.out.lock();
-            if let Some(kind) = held.failed {
-                return Poll::Ready(Err(kind.into()));
-            }
+            held.check()?;
             if !held.stalled {
                 // Queued by its write: the flusher sends it at the end of the pass.
                 return Poll::Ready(Ok(()));
@@ -264,14 +267,12 @@ impl AsyncWrite for Coalesce {
 
 impl Drop for Coalesce {
     fn drop(&mut self) {
-        let bytes = {
-            let mut held = self.out.lock();
-            held.closed = true;
-            if held.bytes.is_empty() || held.failed.is_some() {
-                return;
-            }
-            std::mem::take(&mut held.bytes)
-        };
+        // Taking the bytes also tells the flusher, which may still list this outbox,
+        // that there is nothing to send on a socket about to close.
+        let bytes = std::mem::take(&mut self.out.lock().bytes);
+        if bytes.is_empty() {
+            return;
+        }
         let sent = send_now(self.out.fd, &bytes).unwrap_or(bytes.len());
         if sent < bytes.len() {
             send_tail(self.out.fd, bytes, sent);
