@@ -19,6 +19,21 @@ use std::time::Duration;
 
 pub use error::{ConfigError, Problem};
 
+/// The directory of the default pid file and upgrade socket, one only Tioga's user may
+/// enter: `/run/tioga` for root; otherwise `$XDG_RUNTIME_DIR/tioga`, or `/tmp/tioga-UID`
+/// when that is unset. The server creates it (mode 0700) and refuses to start when it
+/// exists with another owner or mode.
+pub fn default_runtime_dir() -> PathBuf {
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/tioga");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir.join("tioga"),
+        _ => PathBuf::from(format!("/tmp/tioga-{}", uid.as_raw())),
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug)]
 pub struct Config {

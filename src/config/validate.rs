@@ -276,10 +276,10 @@ fn server(value: Option<&Value>, p: &mut Problems) -> Option<ServerSettings> {
     }
     Some(ServerSettings {
         threads: threads.max(1),
-        pid_file: s.pid_file.unwrap_or_else(|| "/tmp/tioga.pid".into()),
+        pid_file: s.pid_file.unwrap_or_else(|| default_file("tioga.pid")),
         upgrade_sock: s
             .upgrade_sock
-            .unwrap_or_else(|| "/tmp/tioga-upgrade.sock".into()),
+            .unwrap_or_else(|| default_file("upgrade.sock")),
         grace_period: duration_or_zero(s.grace_period.as_deref(), "server.grace_period", "5s", p),
         graceful_shutdown_timeout: duration_or_zero(
             s.graceful_shutdown_timeout.as_deref(),
@@ -288,6 +288,14 @@ fn server(value: Option<&Value>, p: &mut Problems) -> Option<ServerSettings> {
             p,
         ),
     })
+}
+
+/// `name` in [`default_runtime_dir`].
+fn default_file(name: &str) -> String {
+    default_runtime_dir()
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn admin(value: &Value, p: &mut Problems) -> Option<SocketAddr> {

@@ -2,6 +2,8 @@
 //! shared pool (and health-check service) per configured pool, one proxy service per
 //! listener — and runs it until a signal ends it.
 
+mod handover;
+mod runtime_dir;
 mod services;
 mod signals;
 
@@ -9,6 +11,7 @@ use crate::config::{Config, ServerSettings};
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{RunArgs, Server};
 use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
 
 /// How the process was asked to start.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,6 +39,10 @@ pub enum ServerError {
     /// The access log could not be opened.
     #[error("access_log: {0}")]
     AccessLog(String),
+    /// The listening sockets could not be taken over, or the private directories
+    /// for the hand-over could not be made.
+    #[error("upgrade: {0}")]
+    Upgrade(String),
     /// TLS could not be set up for a listener.
     #[error("listener {listener}: TLS setup failed: {reason}")]
     Tls {
@@ -46,12 +53,16 @@ pub enum ServerError {
     },
 }
 
-/// Pingora's process settings from ours.
-fn server_conf(s: &ServerSettings, mode: RunMode) -> ServerConf {
+/// How long `-u` waits for the running instance to send its sockets.
+const RECEIVE_WAIT: Duration = Duration::from_secs(5);
+
+/// Pingora's process settings from ours; Pingora's `upgrade_sock` is the private
+/// `relay` (see `handover`).
+fn server_conf(s: &ServerSettings, mode: RunMode, relay: &str) -> ServerConf {
     ServerConf {
         threads: s.threads,
         pid_file: s.pid_file.clone(),
-        upgrade_sock: s.upgrade_sock.clone(),
+        upgrade_sock: relay.to_string(),
         grace_period_seconds: Some(s.grace_period.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(
             s.graceful_shutdown_timeout.as_secs_f64().ceil() as u64
@@ -98,14 +109,33 @@ pub fn run(config: Config, mode: RunMode) -> Result<(), ServerError> {
         ..Opt::default()
     };
     let upgrade_sock = config.server.upgrade_sock.clone();
-    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config.server, mode));
-    if mode.upgrade {
+    runtime_dir::prepare(&config.server).map_err(ServerError::Upgrade)?;
+    let relay = handover::Relay::create()
+        .map_err(|e| ServerError::Upgrade(format!("cannot make a private directory: {e}")))?;
+    let received = if mode.upgrade {
         log::warn!(
             "upgrade: waiting about 5 s for the running instance to hand over its listening sockets on {upgrade_sock} \
              (send it SIGQUIT); if none does, this process exits with an error"
         );
-    }
+        let bundle = handover::receive(&upgrade_sock, RECEIVE_WAIT).map_err(|e| {
+            log::error!("upgrade: {e}");
+            ServerError::Upgrade(e.to_string())
+        })?;
+        Some(bundle)
+    } else {
+        None
+    };
+    let conf = server_conf(&config.server, mode, relay.path());
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    let delivery = received.map(|bundle| handover::deliver(bundle, &relay));
     server.bootstrap();
+    if let Some(delivery) = delivery {
+        match delivery.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(ServerError::Upgrade(format!("passing the sockets on: {e}"))),
+            Err(_) => return Err(ServerError::Upgrade("passing the sockets on failed".into())),
+        }
+    }
     let summary = format!(
         "{} with {} listener(s)",
         config.file.display(),
@@ -115,8 +145,12 @@ pub fn run(config: Config, mode: RunMode) -> Result<(), ServerError> {
     server.add_services(services);
     log::info!("tioga: starting {summary}");
     server.run(RunArgs {
-        shutdown_signal: Box::new(signals::Signals { upgrade_sock }),
+        shutdown_signal: Box::new(signals::Signals {
+            upgrade_sock,
+            relay: relay.path().to_string(),
+        }),
     });
+    relay.remove();
     // The last requests' lines may still wait for the writer thread.
     if let Some(log) = access_log {
         log.flush();

@@ -108,21 +108,35 @@ impl Tioga {
     /// Writes `yaml` to a temp dir and runs `tioga -c FILE ARGS...` without waiting.
     pub fn spawn(yaml: &str, args: &[&str]) -> Tioga {
         let (dir, config) = write_config(yaml);
-        Tioga::spawn_in(dir, config, args)
+        Tioga::spawn_in(dir, config, &[], args)
     }
 
     /// Runs another `tioga -c FILE ARGS...` on this one's config file and temp dir,
     /// without waiting: the new process of an upgrade (`&["-u"]`).
     pub fn spawn_again(&self, args: &[&str]) -> Tioga {
-        Tioga::spawn_in(self.dir.clone(), self.config.clone(), args)
+        Tioga::spawn_in(self.dir.clone(), self.config.clone(), &[], args)
     }
 
-    fn spawn_in(dir: Arc<TempDir>, config: PathBuf, args: &[&str]) -> Tioga {
+    /// Like [`Tioga::spawn_again`], with the command run through `wrapper` (e.g.
+    /// `setpriv --reuid=65534 ...`, to run it as another user).
+    pub fn spawn_again_through(&self, wrapper: &[&str], args: &[&str]) -> Tioga {
+        Tioga::spawn_in(self.dir.clone(), self.config.clone(), wrapper, args)
+    }
+
+    fn spawn_in(dir: Arc<TempDir>, config: PathBuf, wrapper: &[&str], args: &[&str]) -> Tioga {
         let n = NEXT_LOG.fetch_add(1, Ordering::SeqCst);
         let log = dir.path().join(format!("tioga-{n}.log"));
         let out = File::create(&log).expect("create log file");
         let err = out.try_clone().expect("clone log file");
-        let child = Command::new(BIN)
+        let mut command = match wrapper.split_first() {
+            None => Command::new(BIN),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+        };
+        let child = command
             .arg("-c")
             .arg(&config)
             .args(args)
