@@ -6,21 +6,32 @@
 //! The crate is both the `tioga` binary and a library: [`Tioga`] runs the same command
 //! line as the binary, so a Rust program can embed it.
 //!
-//! Dependencies point one way: [`config`] → [`routing`] / [`upstream`] / [`health`] →
-//! [`proxy`] → [`server`].
+//! Its modules are layered, and imports only point down (a test in `tests/layering.rs`
+//! keeps it so):
+//!
+//! | layer | modules | owns |
+//! |---|---|---|
+//! | 0 | `vocab` | the words every layer shares (balance modes, hash keys, probes, log formats) |
+//! | 1 | `routing`, `upstream` | the route table and its matchers; pools, selection, health |
+//! | 2 | [`filter`], `observability` | the filter API and built-ins; metrics, access log, status |
+//! | 3 | `config`, `proxy` | the YAML file and its validation; the HTTP and TCP listeners |
+//! | 4 | `server` | bootstrap, services, upgrade hand-over, signals |
+//! | 5 | `cli`, this file | the command line and [`Tioga`] |
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
-pub mod cli;
-pub mod config;
+mod cli;
+mod config;
 pub mod filter;
-pub mod health;
-pub mod observability;
-pub mod proxy;
-pub mod routing;
-pub mod server;
-pub mod upstream;
+mod observability;
+mod proxy;
+mod routing;
+mod server;
+mod upstream;
+mod vocab;
+
+pub use config::{ConfigError, Problem};
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -75,6 +86,11 @@ impl Tioga {
     {
         self.filters.register(name, build);
         self
+    }
+
+    /// Checks the config `file` as `tioga -c FILE -t` does, returning every problem.
+    pub fn check(&self, file: &std::path::Path) -> Result<(), ConfigError> {
+        config::Config::load(file, &self.filters).map(drop)
     }
 
     /// The filters this program knows.

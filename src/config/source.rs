@@ -12,14 +12,14 @@ use yaml_rust2::scanner::Marker;
 
 /// Key path → 1-based line.
 #[derive(Debug, Default)]
-pub struct LineIndex {
+pub(crate) struct LineIndex {
     lines: HashMap<String, usize>,
 }
 
 impl LineIndex {
     /// Indexes `text`. A file that does not parse gives an empty index (the syntax
     /// error itself is reported by serde_yaml with its line).
-    pub fn build(text: &str) -> Self {
+    pub(crate) fn build(text: &str) -> Self {
         let mut walker = Walker::default();
         let mut parser = Parser::new_from_str(text);
         if parser.load(&mut walker, false).is_err() {
@@ -31,7 +31,7 @@ impl LineIndex {
     }
 
     /// The line of `path`, or of its nearest ancestor that has one.
-    pub fn line(&self, path: &str) -> Option<usize> {
+    pub(crate) fn line(&self, path: &str) -> Option<usize> {
         let mut p = path;
         loop {
             if let Some(line) = self.lines.get(p) {

@@ -6,141 +6,20 @@
 //! path), so one bad route does not hide a bad pool. Cross-references (a route's pool,
 //! duplicate bind addresses) are checked last. Lines come from the `source` line index.
 
-use super::error::{ConfigError, Problem};
+use super::error::ConfigError;
 use super::file::{self, ListenerSection};
+use super::problems::{join, Problems};
 use super::source::LineIndex;
+use super::values::{address, duration_or_zero};
 use super::*;
 use crate::filter::Registry;
-use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
-use std::net::ToSocketAddrs;
 
 const TOP_KEYS: &[&str] = &["server", "admin", "access_log", "pools", "listeners"];
 
-/// Collects problems with their key paths.
-#[derive(Default)]
-pub(crate) struct Problems {
-    list: Vec<Problem>,
-}
-
-impl Problems {
-    /// Records a problem at `path`.
-    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        // One problem, one line: fold multi-line messages (regex errors draw a caret).
-        let message: String = message.into();
-        let message = message
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        self.list.push(Problem {
-            path: path.into(),
-            line: None,
-            message,
-        });
-    }
-
-    /// Deserializes `value` as `T`, recording every error with its key path. serde stops
-    /// at the first error, so an offending map key is reported, taken out, and the rest
-    /// deserialized again: one bad key does not hide the others. Returns `None` when the
-    /// section cannot be built without the keys taken out.
-    pub(crate) fn parse<T: DeserializeOwned>(&mut self, path: &str, value: &Value) -> Option<T> {
-        let mut value = value.clone();
-        let mut removed: Vec<String> = Vec::new();
-        for _ in 0..64 {
-            let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
-                Ok(v) => return Some(v),
-                Err(e) => e,
-            };
-            let inner = e.path().to_string();
-            let inner = if inner == "." { String::new() } else { inner };
-            let (key, message) = describe_error(&inner, &e.into_inner().to_string());
-            if let Some(field) = missing_field(&message) {
-                if removed.contains(&join(&inner, field)) {
-                    return None; // a consequence of a key already reported
-                }
-            }
-            self.add(join(path, &key), message);
-            if !remove_key(&mut value, &key) {
-                return None;
-            }
-            removed.push(key);
-        }
-        None
-    }
-}
-
-/// The key path and a readable message for a serde error at `inner`.
-fn describe_error(inner: &str, message: &str) -> (String, String) {
-    // serde names an unknown key in the message but not always in the path.
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some(end) = rest.find('`') {
-            let field = &rest[..end];
-            let key = if inner == field || inner.ends_with(&format!(".{field}")) {
-                inner.to_string()
-            } else {
-                join(inner, field)
-            };
-            let mut text = format!("unknown key{}", &rest[end + 1..])
-                .replace(", expected one of", " (expected one of")
-                .replace(", expected", " (expected");
-            if text.contains(" (expected") {
-                text.push(')');
-            }
-            return (key, text);
-        }
-    }
-    let text = if message.contains("untagged enum BackendEntry") {
-        "expected `host:port` or a map `{address: host:port, weight: N}`".to_string()
-    } else if message.contains("untagged enum OneOrMany") {
-        "expected one value or a list of values".to_string()
-    } else {
-        message.to_string()
-    };
-    (inner.to_string(), text)
-}
-
-/// `missing field `x`` → `x`.
-fn missing_field(message: &str) -> Option<&str> {
-    message.strip_prefix("missing field `")?.split('`').next()
-}
-
-/// Removes the map key at dotted `path` (no list indexes) from `value`.
-fn remove_key(value: &mut Value, path: &str) -> bool {
-    if path.is_empty() || path.contains('[') {
-        return false;
-    }
-    let mut node = value;
-    let mut parts = path.split('.').peekable();
-    while let Some(part) = parts.next() {
-        let Some(map) = node.as_mapping_mut() else {
-            return false;
-        };
-        if parts.peek().is_none() {
-            return map.remove(part).is_some();
-        }
-        match map.get_mut(part) {
-            Some(next) => node = next,
-            None => return false,
-        }
-    }
-    false
-}
-
-/// `a` + `.b`, or `a` + `[0]` for index segments.
-pub(crate) fn join(a: &str, b: &str) -> String {
-    match (a.is_empty(), b.is_empty()) {
-        (_, true) => a.to_string(),
-        (true, _) => b.to_string(),
-        _ if b.starts_with('[') => format!("{a}{b}"),
-        _ => format!("{a}.{b}"),
-    }
-}
-
 /// Validates the text of `file`.
-pub fn validate(file: &Path, text: &str, filters: &Registry) -> Result<Config, ConfigError> {
+pub(crate) fn validate(file: &Path, text: &str, filters: &Registry) -> Result<Config, ConfigError> {
     let invalid = |problems| ConfigError::Invalid {
         file: file.to_path_buf(),
         problems,
@@ -369,80 +248,6 @@ fn check_appendable(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
-/// Parses a duration such as `500ms`, `1s`, `2m`; records a problem and returns the
-/// default when it is not one, or is zero.
-pub(crate) fn duration(
-    text: Option<&str>,
-    path: &str,
-    default: &str,
-    p: &mut Problems,
-) -> Duration {
-    parse_duration(text, path, default, false, p)
-}
-
-/// [`duration`] where zero is meaningful (`server.grace_period: 0s`: no grace).
-pub(super) fn duration_or_zero(
-    text: Option<&str>,
-    path: &str,
-    default: &str,
-    p: &mut Problems,
-) -> Duration {
-    parse_duration(text, path, default, true, p)
-}
-
-fn parse_duration(
-    text: Option<&str>,
-    path: &str,
-    default: &str,
-    zero_ok: bool,
-    p: &mut Problems,
-) -> Duration {
-    let fallback = humantime::parse_duration(default).expect("built-in default");
-    let Some(text) = text else { return fallback };
-    match humantime::parse_duration(text.trim()) {
-        Ok(d) if zero_ok || !d.is_zero() => d,
-        Ok(_) => {
-            p.add(
-                path,
-                format!("`{text}` is zero: give a positive duration such as 500ms or 1s"),
-            );
-            fallback
-        }
-        Err(_) => {
-            p.add(
-                path,
-                format!("`{text}` is not a duration: write it like 500ms, 1s or 2m"),
-            );
-            fallback
-        }
-    }
-}
-
-/// Parses `host:port` (`[::1]:80` for IPv6); a host name is resolved once, now.
-pub(crate) fn address(text: &str, path: &str, p: &mut Problems) -> Option<SocketAddr> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Some(addr);
-    }
-    let hint = "expected host:port, e.g. 127.0.0.1:8080 or [::1]:8080";
-    if text
-        .rsplit_once(':')
-        .is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err())
-    {
-        p.add(path, format!("`{text}` is not an address: {hint}"));
-        return None;
-    }
-    match text.to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(addr)) => Some(addr),
-        _ => {
-            p.add(
-                path,
-                format!("`{text}` is not an address (the host does not resolve): {hint}"),
-            );
-            None
-        }
-    }
-}
-
 fn listener(
     cx: &super::validate_listener::Context,
     name: &str,
@@ -483,16 +288,6 @@ fn listener(
         binds,
         kind,
     })
-}
-
-/// Records a problem when `pool` is not among the `known` pools.
-pub(crate) fn check_pool(pool: &str, at: String, known: &[&str], p: &mut Problems) {
-    if !known.contains(&pool) {
-        p.add(
-            at,
-            format!("unknown pool \"{pool}\" (known: {})", known.join(", ")),
-        );
-    }
 }
 
 fn check_binds(listeners: &[ListenerSpec], admin: Option<SocketAddr>, p: &mut Problems) {

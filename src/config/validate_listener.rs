@@ -3,7 +3,8 @@
 //! file to one concern.
 
 use super::file::{ListenerSection, RouteSection};
-use super::validate::{check_pool, duration_or_zero, join, Problems};
+use super::problems::{join, Problems};
+use super::values::{check_pool, duration_or_zero};
 use super::{FilterSpec, ListenerKind, RouteSpec, TlsSpec};
 use crate::filter::{Registry, Scope};
 use crate::routing::Matcher;
@@ -20,11 +21,11 @@ const MAX_BUSY_POLL: Duration = Duration::from_millis(1);
 /// What listener validation needs from the rest of the file.
 pub(super) struct Context<'a> {
     /// The config file (relative TLS paths may be beside it).
-    pub file: &'a Path,
+    pub(crate) file: &'a Path,
     /// Names of every configured pool.
-    pub known: &'a [&'a str],
+    pub(crate) known: &'a [&'a str],
     /// Filters that can be named.
-    pub filters: &'a Registry,
+    pub(crate) filters: &'a Registry,
 }
 
 /// Validates an `http` listener.

@@ -3,7 +3,8 @@
 //! concern.
 
 use super::file::{BackendEntry, HealthCheckSection, PoolSection};
-use super::validate::{address, duration, join, Problems};
+use super::problems::{join, Problems};
+use super::values::{address, duration};
 use super::*;
 use serde_yaml::Value;
 

@@ -5,7 +5,7 @@ use super::{Filter, Hooks};
 use std::sync::Arc;
 
 /// Filters in config order, each with its [`Hooks`].
-pub struct FilterChain {
+pub(crate) struct FilterChain {
     filters: Box<[(Hooks, Arc<dyn Filter>)]>,
     /// Every hook some filter implements.
     any: Hooks,
@@ -13,14 +13,14 @@ pub struct FilterChain {
 
 impl FilterChain {
     /// Asks each filter for its hooks.
-    pub fn new(filters: impl IntoIterator<Item = Arc<dyn Filter>>) -> Self {
+    pub(crate) fn new(filters: impl IntoIterator<Item = Arc<dyn Filter>>) -> Self {
         let filters: Box<[_]> = filters.into_iter().map(|f| (f.hooks(), f)).collect();
         let any = filters.iter().fold(Hooks::NONE, |any, (h, _)| any | *h);
         Self { filters, any }
     }
 
     /// The filters implementing `hook`, in order.
-    pub fn with(&self, hook: Hooks) -> impl Iterator<Item = &dyn Filter> {
+    pub(crate) fn with(&self, hook: Hooks) -> impl Iterator<Item = &dyn Filter> {
         let filters = if self.any.contains(hook) {
             &self.filters[..]
         } else {

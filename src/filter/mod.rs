@@ -20,13 +20,13 @@
 //! config errors with key path and line. One filter value serves every request of its
 //! route, concurrently: keep per-request data in the [`Context`]'s typed state.
 
-pub mod builtin;
+pub(crate) mod builtin;
 mod chain;
 mod context;
 mod registry;
 pub mod settings;
 
-pub use chain::FilterChain;
+pub(crate) use chain::FilterChain;
 pub use context::{Context, Response};
 pub use registry::{FilterError, Registry};
 
@@ -90,6 +90,17 @@ impl std::ops::BitOr for Hooks {
 }
 
 /// A route filter. See the [module docs](self) for when each hook runs.
+///
+/// # The Pingora types it exposes
+///
+/// The hooks take Pingora's [`RequestHeader`] and [`ResponseHeader`] and return
+/// Pingora's [`Result`] (of [`pingora_error::Error`]), and nothing else of Pingora's.
+/// These are deliberate: both headers are thin wrappers over the `http` crate's
+/// request and response parts (with `Deref` to them), which is what the proxy holds
+/// anyway, so a filter edits the very head Tioga forwards, with no copy per request;
+/// and Pingora's error carries the status a failing filter's request ends with. The
+/// session, peers and connectors stay hidden, so Tioga may change how it drives
+/// Pingora without breaking a filter. All of them come with `tioga::prelude`.
 #[async_trait]
 pub trait Filter: Send + Sync + 'static {
     /// Where this filter can be used. Override to return [`Scope::HttpAndTcp`] when

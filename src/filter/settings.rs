@@ -2,7 +2,7 @@
 //! reported at its own key path: IP addresses and CIDRs, regexes, durations and
 //! request keys. User filters may use them in their own settings types.
 
-use crate::config::HashKey;
+use crate::vocab::HashKey;
 use serde::{de::Error, Deserialize, Deserializer};
 use std::net::IpAddr;
 
@@ -75,7 +75,20 @@ impl<'de> Deserialize<'de> for Duration {
 
 /// A request key: `client_ip | uri | header:NAME | cookie:NAME | query:NAME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Key(pub HashKey);
+pub struct Key(pub(crate) HashKey);
+
+impl Key {
+    /// The bytes this key picks out of `req` from a client at `client`: the header,
+    /// cookie or query value, the URI, or (when that is missing, or for `client_ip`)
+    /// the client address.
+    pub fn value<'a>(
+        &self,
+        req: &'a pingora_http::RequestHeader,
+        client: Option<std::net::IpAddr>,
+    ) -> std::borrow::Cow<'a, [u8]> {
+        crate::routing::key::request_key(&self.0, req, client)
+    }
+}
 
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -7,11 +7,12 @@
 //! writes it with one `write`. When the batch is full (the target cannot keep up) the
 //! line is dropped and counted in `tioga_access_log_dropped_total`.
 
+pub(crate) use super::log_line::Entry;
+pub(crate) use crate::vocab::{Format, Target};
 use std::cell::RefCell;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Once, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// The most a batch may hold before lines are dropped: at least 8 MiB every 50 ms, far
 /// above any rate one machine serves.
@@ -20,75 +21,13 @@ const MAX_BATCH: usize = 8 * 1024 * 1024;
 /// How often the writer writes the batch: lines reach the target within this time.
 const BATCH_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Where lines go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-    /// A file, appended to.
-    File(std::path::PathBuf),
-}
-
-/// How lines look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// One JSON object per line.
-    Json,
-    /// Apache combined log format, followed by Tioga's fields as `key=value`.
-    Combined,
-}
-
-/// One request or connection, borrowed from the request for as long as it is rendered.
-#[derive(Debug)]
-pub struct Entry<'a> {
-    /// When it ended (RFC 3339).
-    pub time: SystemTime,
-    /// `http` or `tcp`.
-    pub protocol: &'static str,
-    /// Client address.
-    pub client: Option<SocketAddr>,
-    /// Listener name.
-    pub listener: &'a str,
-    /// Route name (`LISTENER[i]`), HTTP only.
-    pub route: Option<&'a str>,
-    /// Pool name.
-    pub pool: Option<&'a str>,
-    /// Backend that served it.
-    pub backend: Option<SocketAddr>,
-    /// Request method (HTTP).
-    pub method: &'a str,
-    /// Request path and query (HTTP).
-    pub path: &'a str,
-    /// Host header (HTTP).
-    pub host: &'a str,
-    /// Referer header (HTTP).
-    pub referer: &'a str,
-    /// User-Agent header (HTTP).
-    pub user_agent: &'a str,
-    /// Status sent (HTTP), or 0 for a TCP connection closed normally, 502/503 when it
-    /// could not be relayed.
-    pub status: u16,
-    /// Total duration.
-    pub duration: Duration,
-    /// Time to the backend's response head (HTTP).
-    pub upstream_duration: Option<Duration>,
-    /// Bytes received from the client (body for HTTP).
-    pub bytes_in: u64,
-    /// Bytes sent to the client (body for HTTP).
-    pub bytes_out: u64,
-    /// Attempts on another backend after a connect failure.
-    pub retries: u32,
-}
-
 thread_local! {
     /// Each worker thread's line buffer, reused for every line it renders.
     static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
 }
 
 /// The access log; cheap to share.
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     format: Format,
     shared: Arc<Shared>,
     /// The writer thread starts with the first entry rather than at start-up: `-d`
@@ -117,7 +56,7 @@ struct Output {
 
 impl AccessLog {
     /// Opens `target`; the writer thread starts with the first entry.
-    pub fn open(
+    pub(crate) fn open(
         target: &Target,
         format: Format,
         dropped: prometheus::IntCounter,
@@ -159,7 +98,7 @@ impl AccessLog {
     }
 
     /// Renders `entry` and adds it to the batch, without waiting for the output.
-    pub fn log(&self, entry: &Entry<'_>) {
+    pub(crate) fn log(&self, entry: &Entry<'_>) {
         self.started.call_once(|| self.start_writer());
         LINE.with_borrow_mut(|line| {
             line.clear();
@@ -178,7 +117,7 @@ impl AccessLog {
 
     /// Writes what is waiting now, on the calling thread: at exit, so the last
     /// requests' lines are not lost with the writer thread.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         self.shared.write_batch();
     }
 }
@@ -235,6 +174,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     /// A TCP connection's entry on listener `db`, pool `pg`.
     fn tcp_entry() -> Entry<'static> {

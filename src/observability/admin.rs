@@ -14,11 +14,11 @@ use std::sync::Arc;
 const PAGE: &str = include_str!("status_page.html");
 
 /// The admin HTTP application.
-pub struct Admin {
+pub(crate) struct Admin {
     /// Every metric.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// The status model.
-    pub status: Arc<Status>,
+    pub(crate) status: Arc<Status>,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {

@@ -5,14 +5,56 @@
 //! escaping, numbers go through `itoa`, and the timestamp's date and time are formatted
 //! once a second per thread. A line costs about a tenth of what the serde version did.
 
-use super::access_log::{Entry, Format};
+use crate::vocab::Format;
 use std::cell::RefCell;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// One request or connection, borrowed from the request for as long as it is rendered.
+#[derive(Debug)]
+pub(crate) struct Entry<'a> {
+    /// When it ended (RFC 3339).
+    pub(crate) time: SystemTime,
+    /// `http` or `tcp`.
+    pub(crate) protocol: &'static str,
+    /// Client address.
+    pub(crate) client: Option<SocketAddr>,
+    /// Listener name.
+    pub(crate) listener: &'a str,
+    /// Route name (`LISTENER[i]`), HTTP only.
+    pub(crate) route: Option<&'a str>,
+    /// Pool name.
+    pub(crate) pool: Option<&'a str>,
+    /// Backend that served it.
+    pub(crate) backend: Option<SocketAddr>,
+    /// Request method (HTTP).
+    pub(crate) method: &'a str,
+    /// Request path and query (HTTP).
+    pub(crate) path: &'a str,
+    /// Host header (HTTP).
+    pub(crate) host: &'a str,
+    /// Referer header (HTTP).
+    pub(crate) referer: &'a str,
+    /// User-Agent header (HTTP).
+    pub(crate) user_agent: &'a str,
+    /// Status sent (HTTP), or 0 for a TCP connection closed normally, 502/503 when it
+    /// could not be relayed.
+    pub(crate) status: u16,
+    /// Total duration.
+    pub(crate) duration: Duration,
+    /// Time to the backend's response head (HTTP).
+    pub(crate) upstream_duration: Option<Duration>,
+    /// Bytes received from the client (body for HTTP).
+    pub(crate) bytes_in: u64,
+    /// Bytes sent to the client (body for HTTP).
+    pub(crate) bytes_out: u64,
+    /// Attempts on another backend after a connect failure.
+    pub(crate) retries: u32,
+}
+
 /// Formats one entry, newline included.
-pub fn render(e: &Entry<'_>, format: Format, out: &mut Vec<u8>) {
+pub(crate) fn render(e: &Entry<'_>, format: Format, out: &mut Vec<u8>) {
     match format {
         Format::Json => json(e, out),
         Format::Combined => combined(e, out),

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Every metric Tioga exports, in its own registry.
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Whether the request path records anything (only when an admin endpoint can
     /// show it).
     enabled: bool,
@@ -50,7 +50,7 @@ fn class_index(status: u16) -> usize {
 /// Request counters and the duration histogram of one route (or of a listener's
 /// requests that matched no route).
 #[derive(Clone)]
-pub struct RouteMetrics {
+pub(crate) struct RouteMetrics {
     enabled: bool,
     by_class: [IntCounter; 5],
     duration: Histogram,
@@ -58,7 +58,7 @@ pub struct RouteMetrics {
 
 impl RouteMetrics {
     /// Records one finished request.
-    pub fn record(&self, status: u16, seconds: f64) {
+    pub(crate) fn record(&self, status: u16, seconds: f64) {
         if !self.enabled {
             return;
         }
@@ -67,7 +67,7 @@ impl RouteMetrics {
     }
 
     /// Requests so far, and how many were 5xx.
-    pub fn totals(&self) -> (u64, u64) {
+    pub(crate) fn totals(&self) -> (u64, u64) {
         (
             self.by_class.iter().map(IntCounter::get).sum(),
             self.by_class[4].get(),
@@ -77,38 +77,38 @@ impl RouteMetrics {
 
 /// Per-HTTP-listener gauges.
 #[derive(Clone)]
-pub struct ListenerMetrics {
+pub(crate) struct ListenerMetrics {
     enabled: bool,
     /// Requests in flight.
-    pub active: IntGauge,
+    pub(crate) active: IntGauge,
 }
 
 impl ListenerMetrics {
     /// Counts one request in flight until the guard is dropped.
-    pub fn track(&self) -> Option<GaugeGuard> {
+    pub(crate) fn track(&self) -> Option<GaugeGuard> {
         self.enabled.then(|| GaugeGuard::new(&self.active))
     }
 }
 
 /// Per-TCP-listener metrics.
 #[derive(Clone)]
-pub struct TcpMetrics {
+pub(crate) struct TcpMetrics {
     enabled: bool,
     /// Connections accepted.
-    pub connections: IntCounter,
+    pub(crate) connections: IntCounter,
     /// Connections open.
-    pub active: IntGauge,
+    pub(crate) active: IntGauge,
     /// Bytes from clients to backends.
-    pub bytes_in: IntCounter,
+    pub(crate) bytes_in: IntCounter,
     /// Bytes from backends to clients.
-    pub bytes_out: IntCounter,
+    pub(crate) bytes_out: IntCounter,
     /// Connections refused or closed without a backend.
-    pub failed: IntCounter,
+    pub(crate) failed: IntCounter,
 }
 
 impl TcpMetrics {
     /// Counts an accepted connection, open until the guard is dropped.
-    pub fn open(&self) -> Option<GaugeGuard> {
+    pub(crate) fn open(&self) -> Option<GaugeGuard> {
         self.enabled.then(|| {
             self.connections.inc();
             GaugeGuard::new(&self.active)
@@ -116,14 +116,14 @@ impl TcpMetrics {
     }
 
     /// Counts a connection that reached no backend.
-    pub fn fail(&self) {
+    pub(crate) fn fail(&self) {
         if self.enabled {
             self.failed.inc();
         }
     }
 
     /// The byte counters (client → backend, backend → client), when recording.
-    pub fn bytes(&self) -> (Option<&IntCounter>, Option<&IntCounter>) {
+    pub(crate) fn bytes(&self) -> (Option<&IntCounter>, Option<&IntCounter>) {
         if self.enabled {
             (Some(&self.bytes_in), Some(&self.bytes_out))
         } else {
@@ -135,7 +135,7 @@ impl TcpMetrics {
 impl Metrics {
     /// Creates and registers every metric; the request path records only when
     /// `enabled`.
-    pub fn new(enabled: bool) -> Self {
+    pub(crate) fn new(enabled: bool) -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -250,7 +250,7 @@ impl Metrics {
     }
 
     /// Handles for route `route` of HTTP listener `listener`.
-    pub fn route(&self, listener: &str, route: &str, pool: &str) -> RouteMetrics {
+    pub(crate) fn route(&self, listener: &str, route: &str, pool: &str) -> RouteMetrics {
         RouteMetrics {
             enabled: self.enabled,
             by_class: CLASSES.map(|c| {
@@ -262,7 +262,7 @@ impl Metrics {
     }
 
     /// Handles for HTTP listener `listener`.
-    pub fn listener(&self, listener: &str) -> ListenerMetrics {
+    pub(crate) fn listener(&self, listener: &str) -> ListenerMetrics {
         ListenerMetrics {
             enabled: self.enabled,
             active: self.http_active.with_label_values(&[listener]),
@@ -270,7 +270,7 @@ impl Metrics {
     }
 
     /// Handles for TCP listener `listener` forwarding to `pool`.
-    pub fn tcp(&self, listener: &str, pool: &str) -> TcpMetrics {
+    pub(crate) fn tcp(&self, listener: &str, pool: &str) -> TcpMetrics {
         TcpMetrics {
             enabled: self.enabled,
             connections: self.tcp_connections.with_label_values(&[listener, pool]),
@@ -282,17 +282,17 @@ impl Metrics {
     }
 
     /// Counts an access-log line that could not be queued.
-    pub fn access_log_dropped(&self) -> &IntCounter {
+    pub(crate) fn access_log_dropped(&self) -> &IntCounter {
         &self.access_log_dropped
     }
 
     /// Records when the config was loaded.
-    pub fn set_config_loaded(&self, unix_seconds: i64) {
+    pub(crate) fn set_config_loaded(&self, unix_seconds: i64) {
         self.config_loaded.set(unix_seconds);
     }
 
     /// Copies each backend's live figures into its metrics.
-    pub fn sync_pools(&self, pools: &[Arc<Pool>]) {
+    pub(crate) fn sync_pools(&self, pools: &[Arc<Pool>]) {
         let catch_up = |c: IntCounter, v: u64| {
             let have = c.get();
             if v > have {
@@ -331,7 +331,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> Vec<u8> {
+    pub(crate) fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             log::warn!("metrics: encoding failed: {e}");
@@ -347,11 +347,11 @@ impl Default for Metrics {
 }
 
 /// Counts one in-flight request or connection on a gauge until dropped.
-pub struct GaugeGuard(IntGauge);
+pub(crate) struct GaugeGuard(IntGauge);
 
 impl GaugeGuard {
     /// Increments `gauge` now; decrements it on drop.
-    pub fn new(gauge: &IntGauge) -> Self {
+    pub(crate) fn new(gauge: &IntGauge) -> Self {
         gauge.inc();
         Self(gauge.clone())
     }

@@ -2,11 +2,10 @@
 //! the admin endpoint ([`admin`]) serving `/metrics`, `/status` (JSON, from
 //! [`status`]) and `/` (a self-updating HTML status page).
 
-pub mod access_log;
-pub mod admin;
+pub(crate) mod access_log;
+pub(crate) mod admin;
 mod log_line;
-pub mod metrics;
-pub mod status;
+pub(crate) mod metrics;
+pub(crate) mod status;
 
-pub use access_log::AccessLog;
-pub use metrics::Metrics;
+pub(crate) use access_log::AccessLog;

@@ -4,15 +4,16 @@
 //! computes them from successive documents).
 
 use super::metrics::{ListenerMetrics, RouteMetrics, TcpMetrics};
-use crate::config::{Balance, PoolSpec, Probe};
 use crate::upstream::Pool;
+use crate::upstream::PoolSpec;
+use crate::vocab::{Balance, Probe};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 /// A listener as the status document shows it.
-pub enum ListenerStatus {
+pub(crate) enum ListenerStatus {
     /// An HTTP listener.
     Http {
         /// Name, binds, TLS.
@@ -38,39 +39,39 @@ pub enum ListenerStatus {
 }
 
 /// What every listener has.
-pub struct ListenerInfo {
+pub(crate) struct ListenerInfo {
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
     /// Addresses.
-    pub binds: Vec<String>,
+    pub(crate) binds: Vec<String>,
     /// Terminates TLS.
-    pub tls: bool,
+    pub(crate) tls: bool,
 }
 
 /// A route as the status document shows it.
-pub struct RouteStatus {
+pub(crate) struct RouteStatus {
     /// `LISTENER[i]`.
-    pub name: String,
+    pub(crate) name: String,
     /// The matcher's description.
-    pub matches: String,
+    pub(crate) matches: String,
     /// Its pool, if any.
-    pub pool: Option<String>,
+    pub(crate) pool: Option<String>,
     /// Its filters' names.
-    pub filters: Vec<String>,
+    pub(crate) filters: Vec<String>,
     /// Counters.
-    pub metrics: RouteMetrics,
+    pub(crate) metrics: RouteMetrics,
 }
 
 /// Everything `/status` reports.
-pub struct Status {
+pub(crate) struct Status {
     /// The config file.
-    pub config_file: String,
+    pub(crate) config_file: String,
     /// When this process started.
-    pub started_at: SystemTime,
+    pub(crate) started_at: SystemTime,
     /// Listeners in name order.
-    pub listeners: Vec<ListenerStatus>,
+    pub(crate) listeners: Vec<ListenerStatus>,
     /// Pools in name order.
-    pub pools: Vec<Arc<Pool>>,
+    pub(crate) pools: Vec<Arc<Pool>>,
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -80,7 +81,7 @@ fn unix(t: SystemTime) -> f64 {
 
 impl Status {
     /// The document, now.
-    pub fn render(&self) -> Value {
+    pub(crate) fn render(&self) -> Value {
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "config_file": self.config_file,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 
 /// Wraps an HTTP app (see the module docs).
-pub struct FirstRequest<A>(pub Arc<A>);
+pub(crate) struct FirstRequest<A>(pub Arc<A>);
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for FirstRequest<A> {

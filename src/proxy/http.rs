@@ -7,13 +7,13 @@
 //! upstream failures to 502. `X-Forwarded-*` headers are added on the way out; `Host`
 //! is left as the client sent it. Bodies stream through Pingora untouched.
 
-use crate::config::Balance;
 use crate::filter::{Context, Decision, Filter, FilterChain, Hooks, Response};
 use crate::observability::metrics::{GaugeGuard, ListenerMetrics, RouteMetrics};
 use crate::observability::AccessLog;
 use crate::routing::key::request_key;
 use crate::routing::RouteTable;
 use crate::upstream::{Chosen, Pool};
+use crate::vocab::Balance;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::protocols::http::error_resp;
@@ -27,16 +27,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where a route sends requests.
-pub struct RouteTarget {
+pub(crate) struct RouteTarget {
     /// `LISTENER[i]`, for logs and metrics.
-    pub name: Arc<str>,
+    pub(crate) name: Arc<str>,
     /// The pool, shared with every other listener naming it; `None` when the route's
     /// filters always answer.
-    pub pool: Option<Arc<Pool>>,
+    pub(crate) pool: Option<Arc<Pool>>,
     /// The route's filters, in order.
-    pub filters: FilterChain,
+    pub(crate) filters: FilterChain,
     /// The route's request counters.
-    pub metrics: RouteMetrics,
+    pub(crate) metrics: RouteMetrics,
 }
 
 impl RouteTarget {
@@ -46,23 +46,23 @@ impl RouteTarget {
 }
 
 /// One HTTP listener's proxy logic.
-pub struct HttpProxy {
+pub(crate) struct HttpProxy {
     /// The listener's name.
-    pub listener: Arc<str>,
+    pub(crate) listener: Arc<str>,
     /// Whether the listener terminates TLS (for `X-Forwarded-Proto`).
-    pub tls: bool,
+    pub(crate) tls: bool,
     /// The compiled route table.
-    pub routes: RouteTable<RouteTarget>,
+    pub(crate) routes: RouteTable<RouteTarget>,
     /// The listener's gauges.
-    pub metrics: ListenerMetrics,
+    pub(crate) metrics: ListenerMetrics,
     /// Counters of requests that matched no route.
-    pub no_route: RouteMetrics,
+    pub(crate) no_route: RouteMetrics,
     /// The access log, if enabled.
-    pub access_log: Option<Arc<AccessLog>>,
+    pub(crate) access_log: Option<Arc<AccessLog>>,
 }
 
 /// Per-request state.
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     route: Option<usize>,
     tried: Vec<SocketAddr>,
     chosen: Option<Chosen>,
@@ -340,8 +340,7 @@ impl ProxyHttp for HttpProxy {
             log.log(&super::http_log::entry(
                 session,
                 &self.listener,
-                target,
-                ctx_summary(ctx),
+                ctx_summary(ctx, target),
                 status,
                 elapsed,
             ));
@@ -378,8 +377,13 @@ impl ProxyHttp for HttpProxy {
 }
 
 /// What the access log needs from the request's context.
-fn ctx_summary(ctx: &RequestCtx) -> super::http_log::Summary {
+fn ctx_summary<'a>(
+    ctx: &RequestCtx,
+    target: Option<&'a RouteTarget>,
+) -> super::http_log::Summary<'a> {
     super::http_log::Summary {
+        route: target.map(|t| &*t.name),
+        pool: target.and_then(|t| t.pool.as_ref()).map(|p| p.name()),
         client: ctx.client,
         backend: ctx
             .chosen

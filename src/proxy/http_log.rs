@@ -1,17 +1,19 @@
 //! Builds the access-log entry of one HTTP request, borrowing from the request.
 
-use super::http::RouteTarget;
 use crate::observability::access_log::Entry;
 use pingora_proxy::Session;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 /// The parts of the request context the entry needs.
-pub(crate) struct Summary {
-    pub client: Option<SocketAddr>,
-    pub backend: Option<SocketAddr>,
-    pub upstream: Option<Duration>,
-    pub retries: u32,
+pub(crate) struct Summary<'a> {
+    /// The route's name and its pool's, when a route was chosen.
+    pub(crate) route: Option<&'a str>,
+    pub(crate) pool: Option<&'a str>,
+    pub(crate) client: Option<SocketAddr>,
+    pub(crate) backend: Option<SocketAddr>,
+    pub(crate) upstream: Option<Duration>,
+    pub(crate) retries: u32,
 }
 
 fn header(session: &Session, name: http::HeaderName) -> &str {
@@ -27,8 +29,7 @@ fn header(session: &Session, name: http::HeaderName) -> &str {
 pub(crate) fn entry<'a>(
     session: &'a Session,
     listener: &'a str,
-    target: Option<&'a RouteTarget>,
-    s: Summary,
+    s: Summary<'a>,
     status: u16,
     elapsed: Duration,
 ) -> Entry<'a> {
@@ -38,8 +39,8 @@ pub(crate) fn entry<'a>(
         protocol: "http",
         client: s.client,
         listener,
-        route: target.map(|t| &*t.name),
-        pool: target.and_then(|t| t.pool.as_ref()).map(|p| p.name()),
+        route: s.route,
+        pool: s.pool,
         backend: s.backend,
         method: req.method.as_str(),
         path: req

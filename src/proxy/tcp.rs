@@ -29,21 +29,21 @@ use tokio::net::TcpStream;
 const COPY_BUFFER: usize = 32 * 1024;
 
 /// One TCP listener's proxy logic.
-pub struct TcpProxy {
+pub(crate) struct TcpProxy {
     /// The listener's name.
-    pub listener: Arc<str>,
+    pub(crate) listener: Arc<str>,
     /// The pool it forwards to.
-    pub pool: Arc<Pool>,
+    pub(crate) pool: Arc<Pool>,
     /// Connection filters, in order.
-    pub filters: FilterChain,
+    pub(crate) filters: FilterChain,
     /// The listener's counters.
-    pub metrics: TcpMetrics,
+    pub(crate) metrics: TcpMetrics,
     /// The access log, if enabled.
-    pub access_log: Option<Arc<AccessLog>>,
+    pub(crate) access_log: Option<Arc<AccessLog>>,
     /// How long connections keep flowing once the process starts shutting down.
-    pub grace_period: Duration,
+    pub(crate) grace_period: Duration,
     /// How long a spliced direction busy-polls before it sleeps (`busy_poll`).
-    pub busy_poll: Duration,
+    pub(crate) busy_poll: Duration,
 }
 
 /// How a connection went, for metrics and the access log: `status` is 0 when bytes

@@ -105,7 +105,7 @@ fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
 }
 
 /// The value of the first cookie called `name`, unquoted (used as a hashing key).
-pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
     cookies(headers)
         .find(|(n, _)| *n == name.as_bytes())
         .map(|(_, v)| unquote(v))

@@ -3,13 +3,17 @@
 //! A request that lacks the configured header, cookie or query parameter is keyed on
 //! its client address instead, so such clients still get one consistent key.
 
-use crate::config::HashKey;
+use crate::vocab::HashKey;
 use http::request::Parts;
 use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// The key `key` picks out of `req`, from a client at `client`.
-pub fn request_key<'a>(key: &HashKey, req: &'a Parts, client: Option<IpAddr>) -> Cow<'a, [u8]> {
+pub(crate) fn request_key<'a>(
+    key: &HashKey,
+    req: &'a Parts,
+    client: Option<IpAddr>,
+) -> Cow<'a, [u8]> {
     let found: Option<&'a [u8]> = match key {
         HashKey::ClientIp => None,
         HashKey::Uri => Some(
@@ -26,7 +30,7 @@ pub fn request_key<'a>(key: &HashKey, req: &'a Parts, client: Option<IpAddr>) ->
 }
 
 /// The key of a client address (its octets; empty when unknown).
-pub fn ip_key(ip: Option<IpAddr>) -> Vec<u8> {
+pub(crate) fn ip_key(ip: Option<IpAddr>) -> Vec<u8> {
     match ip.map(|ip| ip.to_canonical()) {
         Some(IpAddr::V4(v4)) => v4.octets().to_vec(),
         Some(IpAddr::V6(v6)) => v6.octets().to_vec(),

@@ -8,7 +8,7 @@
 use http::Method;
 
 use super::{push_term, MatchError};
-use crate::config::file::OneOrMany;
+use crate::vocab::OneOrMany;
 
 /// A compiled `method:` condition: the request's method is one of these.
 #[derive(Debug, Clone)]

@@ -15,14 +15,15 @@ use std::fmt;
 
 use http::request::Parts;
 
-use crate::config::file::MatchSection;
+mod spec;
+pub(crate) use spec::MatchSpec;
 
 mod cookie;
-pub use cookie::cookie_value;
-pub use query::query_value;
+pub(crate) use cookie::cookie_value;
+pub(crate) use query::query_value;
 mod header;
 mod host;
-pub mod key;
+pub(crate) mod key;
 mod method;
 mod path;
 mod query;
@@ -38,11 +39,11 @@ use query::QueryMatch;
 
 /// A problem in one `match:` key, for the config validator to report with its path.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MatchError {
+pub(crate) struct MatchError {
     /// The key below `match:`, such as `path_regex`, `method[1]` or `headers.x-a`.
-    pub key: String,
+    pub(crate) key: String,
     /// What is wrong, and where possible how to fix it.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl MatchError {
@@ -68,7 +69,7 @@ impl std::error::Error for MatchError {}
 /// Every given condition must hold; a matcher without conditions (no `match:` block,
 /// or [`Matcher::default`]) matches every request.
 #[derive(Debug, Clone, Default)]
-pub struct Matcher {
+pub(crate) struct Matcher {
     method: Option<MethodMatch>,
     host: Option<HostMatch>,
     path: Option<PathMatch>,
@@ -82,7 +83,7 @@ impl Matcher {
     /// Compiles a match block; returns EVERY problem (bad regex, empty method, invalid
     /// header name, host with a port or a bad wildcard like `a.*.com`, `path` or
     /// `path_prefix` not starting with `/`, conditions that can never hold together…).
-    pub fn compile(spec: &MatchSection) -> Result<Matcher, Vec<MatchError>> {
+    pub(crate) fn compile(spec: &MatchSpec) -> Result<Matcher, Vec<MatchError>> {
         let mut errors = Vec::new();
         let matcher = Matcher {
             method: spec
@@ -134,7 +135,7 @@ impl Matcher {
     }
 
     /// True when every given condition holds. No match block = matches all.
-    pub fn matches(&self, req: &Parts) -> bool {
+    pub(crate) fn matches(&self, req: &Parts) -> bool {
         let path = req.uri.path();
         self.method.as_ref().is_none_or(|m| m.matches(&req.method))
             && self.host.as_ref().is_none_or(|h| h.matches(req))
@@ -152,7 +153,8 @@ impl Matcher {
     }
 
     /// True when the matcher has no conditions and so matches every request.
-    pub fn is_catch_all(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_catch_all(&self) -> bool {
         self.method.is_none()
             && self.host.is_none()
             && self.path.is_none()
@@ -164,7 +166,7 @@ impl Matcher {
 
     /// A short human description like `host=api.example.com path_prefix=/api/` for
     /// logs and the status page; `any` when the matcher has no conditions.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut out = String::new();
         if let Some(host) = &self.host {
             host.describe(&mut out);
@@ -215,7 +217,7 @@ fn push_term(out: &mut String, key: &str, value: &str) {
 
 /// The routes of one HTTP listener, in config order; the first matching route wins.
 #[derive(Debug, Clone)]
-pub struct RouteTable<T> {
+pub(crate) struct RouteTable<T> {
     routes: Vec<(Matcher, T)>,
 }
 
@@ -227,12 +229,12 @@ impl<T> Default for RouteTable<T> {
 
 impl<T> RouteTable<T> {
     /// A table of `routes`, tried in the given order.
-    pub fn new(routes: Vec<(Matcher, T)>) -> Self {
+    pub(crate) fn new(routes: Vec<(Matcher, T)>) -> Self {
         RouteTable { routes }
     }
 
     /// First matching route wins, in order. Returns its index and value.
-    pub fn find(&self, req: &Parts) -> Option<(usize, &T)> {
+    pub(crate) fn find(&self, req: &Parts) -> Option<(usize, &T)> {
         self.routes
             .iter()
             .enumerate()
@@ -240,28 +242,20 @@ impl<T> RouteTable<T> {
             .map(|(index, (_, value))| (index, value))
     }
 
-    /// The number of routes.
-    pub fn len(&self) -> usize {
-        self.routes.len()
-    }
-
     /// True when the table has no routes (and so matches no request).
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }
 
-    /// The routes' values, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.routes.iter().map(|(_, value)| value)
-    }
-
-    /// The routes with their matchers, in order (for the status page).
-    pub fn routes(&self) -> impl Iterator<Item = (&Matcher, &T)> {
+    /// The routes with their matchers, in order.
+    #[cfg(test)]
+    pub(crate) fn routes(&self) -> impl Iterator<Item = (&Matcher, &T)> {
         self.routes.iter().map(|(matcher, value)| (matcher, value))
     }
 
     /// The value of the route at `index`, as returned by [`RouteTable::find`].
-    pub fn get(&self, index: usize) -> Option<&T> {
+    pub(crate) fn get(&self, index: usize) -> Option<&T> {
         self.routes.get(index).map(|(_, value)| value)
     }
 }

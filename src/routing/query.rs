@@ -56,7 +56,7 @@ impl QueryMatch {
 
 /// The raw (still encoded) value of the first parameter whose decoded name is `name`
 /// (used as a hashing key).
-pub fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a [u8]> {
+pub(crate) fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a [u8]> {
     pairs(query.as_bytes())
         .find(|(n, _)| decoded_eq(n, name.as_bytes()))
         .map(|(_, v)| v)

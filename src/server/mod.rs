@@ -15,17 +15,17 @@ use std::time::Duration;
 
 /// How the process was asked to start.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RunMode {
+pub(crate) struct RunMode {
     /// Detach and run in the background.
-    pub daemon: bool,
+    pub(crate) daemon: bool,
     /// Take the listening sockets from a running instance.
-    pub upgrade: bool,
+    pub(crate) upgrade: bool,
 }
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ServerError {
+pub(crate) enum ServerError {
     /// A listening address is taken by another process.
     #[error("listener {listener}: cannot listen on {addr}: {source}")]
     Bind {
@@ -99,7 +99,7 @@ fn check_binds(config: &Config) -> Result<(), ServerError> {
 }
 
 /// Builds every service of `config` and runs the server until it is told to stop.
-pub fn run(config: Config, mode: RunMode) -> Result<(), ServerError> {
+pub(crate) fn run(config: Config, mode: RunMode) -> Result<(), ServerError> {
     if !mode.upgrade {
         check_binds(&config)?;
     }

@@ -18,9 +18,9 @@ const SUCCESSOR_WAIT: Duration = Duration::from_secs(5);
 /// SIGINT = fast.
 pub(super) struct Signals {
     /// The operator's upgrade socket.
-    pub upgrade_sock: String,
+    pub(crate) upgrade_sock: String,
     /// Where Pingora sends the sockets (its `upgrade_sock`), for Tioga to pass on.
-    pub relay: String,
+    pub(crate) relay: String,
 }
 
 #[async_trait]

@@ -5,16 +5,19 @@
 //! [`Pool::select`] returns a [`Chosen`] backend whose [`Lease`] counts it as active
 //! until dropped, which is what `least_conn` balances on.
 
+mod health;
 mod selection;
-pub mod stats;
+mod spec;
+pub(crate) mod stats;
 
-use crate::config::{Balance, PoolSpec};
+use crate::vocab::Balance;
 use futures::FutureExt;
 use pingora_core::services::background::{background_service, GenBackgroundService};
 use pingora_load_balancing::discovery::Static;
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_load_balancing::{Backend, Backends, LoadBalancer};
-pub use selection::{BalanceConfig, Balancer, SmoothRoundRobin};
+pub(crate) use selection::{BalanceConfig, Balancer, SmoothRoundRobin};
+pub(crate) use spec::{BackendSpec, HealthCheckSpec, PoolSpec};
 use stats::{BackendTable, Lease};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -53,12 +56,12 @@ impl Seen {
 }
 
 /// The background service that runs a pool's health checks.
-pub type HealthService = GenBackgroundService<LoadBalancer<Balancer>>;
+pub(crate) type HealthService = GenBackgroundService<LoadBalancer<Balancer>>;
 
 /// A named, shared set of backends.
-pub struct Pool {
+pub(crate) struct Pool {
     /// The validated settings.
-    pub spec: PoolSpec,
+    pub(crate) spec: PoolSpec,
     /// Runs the health checks (as a background service); kept for its lifetime.
     _lb: Arc<LoadBalancer<Balancer>>,
     /// How backends are chosen.
@@ -76,17 +79,17 @@ enum Picker {
 
 /// A backend chosen for one request or connection.
 #[derive(Debug)]
-pub struct Chosen {
+pub(crate) struct Chosen {
     /// Where to connect.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Counts the use as active until dropped.
-    pub lease: Lease,
+    pub(crate) lease: Lease,
 }
 
 impl Pool {
     /// Builds the pool, and the background service to add to the server when it has a
     /// health check.
-    pub fn build(spec: PoolSpec) -> (Arc<Pool>, Option<HealthService>) {
+    pub(crate) fn build(spec: PoolSpec) -> (Arc<Pool>, Option<HealthService>) {
         let table = Arc::new(BackendTable::new(
             spec.backends.iter().map(|b| (b.addr, b.weight)),
         ));
@@ -112,7 +115,7 @@ impl Pool {
             .expect("static discovery does not fail");
         let (lb, service) = match &spec.health_check {
             Some(hc) => {
-                lb.set_health_check(crate::health::build(&spec.name, hc, table.clone()));
+                lb.set_health_check(health::build(&spec.name, hc, table.clone()));
                 lb.health_check_frequency = Some(hc.interval);
                 lb.parallel_health_check = true;
                 let service =
@@ -137,13 +140,13 @@ impl Pool {
     }
 
     /// The pool's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.spec.name
     }
 
     /// Chooses an eligible backend for `key` (used by `consistent_hash`), skipping
     /// those in `tried`.
-    pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<Chosen> {
+    pub(crate) fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<Chosen> {
         let selector = match &self.picker {
             Picker::Smooth(rr) => {
                 return rr.pick(|i| self.eligible(i, tried)).map(|i| self.chosen(i))
@@ -188,24 +191,24 @@ impl Pool {
     }
 
     /// Whether a backend other than those in `tried` is eligible.
-    pub fn has_candidate(&self, tried: &[SocketAddr]) -> bool {
+    pub(crate) fn has_candidate(&self, tried: &[SocketAddr]) -> bool {
         (0..self.table.len()).any(|i| self.eligible(i, tried))
     }
 
     /// Whether `addr` is currently eligible (healthy or never checked).
-    pub fn is_healthy(&self, addr: SocketAddr) -> bool {
+    pub(crate) fn is_healthy(&self, addr: SocketAddr) -> bool {
         self.table
             .iter()
             .any(|b| b.addr == addr && b.healthy.load(Ordering::Relaxed))
     }
 
     /// Live counters of every backend.
-    pub fn table(&self) -> &Arc<BackendTable> {
+    pub(crate) fn table(&self) -> &Arc<BackendTable> {
         &self.table
     }
 
     /// Whether selection uses a key at all.
-    pub fn uses_key(&self) -> bool {
+    pub(crate) fn uses_key(&self) -> bool {
         matches!(self.spec.balance, Balance::ConsistentHash(_))
     }
 }

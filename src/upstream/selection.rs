@@ -9,7 +9,7 @@
 //! with a backend down the others stopped sharing in proportion to weight.
 
 use super::stats::BackendTable;
-use crate::config::Balance;
+use crate::vocab::Balance;
 use pingora_load_balancing::selection::consistent::{KetamaHashing, OwnedNodeIterator};
 use pingora_load_balancing::selection::weighted::WeightedIterator;
 use pingora_load_balancing::selection::{
@@ -21,15 +21,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What a selector is built with: the pool's mode and its live per-backend counters.
-pub struct BalanceConfig {
+pub(crate) struct BalanceConfig {
     /// The configured mode.
-    pub balance: Balance,
+    pub(crate) balance: Balance,
     /// Live counters, read by `least_conn`.
-    pub table: Arc<BackendTable>,
+    pub(crate) table: Arc<BackendTable>,
 }
 
 /// The selector for one pool.
-pub enum Balancer {
+pub(crate) enum Balancer {
     /// Weighted round robin.
     RoundRobin(Arc<RoundRobin>),
     /// Weighted random.
@@ -72,7 +72,7 @@ impl BackendSelection for Balancer {
 }
 
 /// Iterator over candidates, first choice first.
-pub enum BalancerIter {
+pub(crate) enum BalancerIter {
     /// See [`Balancer::RoundRobin`].
     RoundRobin(WeightedIterator<algorithms::RoundRobin>),
     /// See [`Balancer::Random`].
@@ -100,7 +100,7 @@ impl BackendIter for BalancerIter {
 /// backend gets its share of weight exactly, interleaved (weights 1 and 3 give
 /// `b a b b`, not `a b b b`), and a backend that is down or already tried simply takes
 /// no part.
-pub struct SmoothRoundRobin {
+pub(crate) struct SmoothRoundRobin {
     /// Weights, in [`BackendTable`] order.
     weights: Vec<i64>,
     /// Current weights. One short lock per pick: a pass over the pool's weights.
@@ -109,7 +109,7 @@ pub struct SmoothRoundRobin {
 
 impl SmoothRoundRobin {
     /// For the backends of `table`, with their weights.
-    pub fn new(table: &BackendTable) -> Self {
+    pub(crate) fn new(table: &BackendTable) -> Self {
         let weights: Vec<i64> = table
             .iter()
             .map(|b| i64::try_from(b.weight.max(1)).unwrap_or(i64::MAX / 1024))
@@ -121,7 +121,7 @@ impl SmoothRoundRobin {
     }
 
     /// The index (in table order) of the next backend among those `eligible` accepts.
-    pub fn pick(&self, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+    pub(crate) fn pick(&self, eligible: impl Fn(usize) -> bool) -> Option<usize> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         let mut total = 0i64;
         let mut best: Option<usize> = None;
@@ -143,7 +143,7 @@ impl SmoothRoundRobin {
 
 /// Least connections: the backend with the fewest active requests or connections
 /// per unit of weight; ties are broken in rotation so equal backends share load.
-pub struct LeastConn {
+pub(crate) struct LeastConn {
     backends: Vec<Backend>,
     table: Arc<BackendTable>,
     next: AtomicUsize,
@@ -176,7 +176,7 @@ impl LeastConn {
 }
 
 /// Iterator for [`LeastConn`].
-pub struct LeastConnIter {
+pub(crate) struct LeastConnIter {
     owner: Arc<LeastConn>,
     order: Vec<usize>,
     pos: usize,

@@ -9,41 +9,41 @@ use std::sync::{Arc, Mutex};
 
 /// Counters for one backend.
 #[derive(Debug)]
-pub struct BackendStats {
+pub(crate) struct BackendStats {
     /// Its address.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Its weight.
-    pub weight: usize,
+    pub(crate) weight: usize,
     /// Requests or connections in flight.
-    pub active: AtomicUsize,
+    pub(crate) active: AtomicUsize,
     /// Requests or connections handed to it.
-    pub total: AtomicU64,
+    pub(crate) total: AtomicU64,
     /// Connect failures.
-    pub connect_failures: AtomicU64,
+    pub(crate) connect_failures: AtomicU64,
     /// 5xx answers and failed relays.
-    pub errors: AtomicU64,
+    pub(crate) errors: AtomicU64,
     /// Eligible for traffic: true until a health check takes it out.
-    pub healthy: AtomicBool,
+    pub(crate) healthy: AtomicBool,
     /// Result of the last health check: 0 none yet, 1 passed, 2 failed.
-    pub last_check: AtomicU8,
+    pub(crate) last_check: AtomicU8,
     /// Latency of the last health check, in microseconds.
-    pub last_check_micros: AtomicU64,
+    pub(crate) last_check_micros: AtomicU64,
     /// Health transitions (up → down and down → up).
-    pub transitions: AtomicU64,
+    pub(crate) transitions: AtomicU64,
     /// Why the last failed check failed.
-    pub last_error: Mutex<String>,
+    pub(crate) last_error: Mutex<String>,
 }
 
 /// Counters for every backend of a pool.
 #[derive(Debug)]
-pub struct BackendTable {
+pub(crate) struct BackendTable {
     backends: Box<[BackendStats]>,
     retries: AtomicU64,
 }
 
 impl BackendTable {
     /// A table for `(addr, weight)` pairs.
-    pub fn new(backends: impl IntoIterator<Item = (SocketAddr, usize)>) -> Self {
+    pub(crate) fn new(backends: impl IntoIterator<Item = (SocketAddr, usize)>) -> Self {
         let backends = backends
             .into_iter()
             .map(|(addr, weight)| BackendStats {
@@ -67,22 +67,22 @@ impl BackendTable {
     }
 
     /// Counts an attempt on another backend after a connect failure.
-    pub fn count_retry(&self) {
+    pub(crate) fn count_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Retries so far.
-    pub fn retries(&self) -> u64 {
+    pub(crate) fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
     }
 
     /// All backends' counters, in config order.
-    pub fn iter(&self) -> impl Iterator<Item = &BackendStats> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &BackendStats> {
         self.backends.iter()
     }
 
     /// Position of `addr`. Pools are small, so a scan beats hashing.
-    pub fn index_of(&self, addr: &PeerAddr) -> Option<usize> {
+    pub(crate) fn index_of(&self, addr: &PeerAddr) -> Option<usize> {
         let PeerAddr::Inet(addr) = addr else {
             return None;
         };
@@ -90,22 +90,17 @@ impl BackendTable {
     }
 
     /// Number of backends.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.backends.len()
     }
 
-    /// Whether the table is empty.
-    pub fn is_empty(&self) -> bool {
-        self.backends.is_empty()
-    }
-
     /// Counters at position `i`.
-    pub fn get(&self, i: usize) -> &BackendStats {
+    pub(crate) fn get(&self, i: usize) -> &BackendStats {
         &self.backends[i]
     }
 
     /// Active count of `addr` (0 when unknown).
-    pub fn active_of(&self, addr: &PeerAddr) -> usize {
+    pub(crate) fn active_of(&self, addr: &PeerAddr) -> usize {
         self.index_of(addr)
             .map_or(0, |i| self.backends[i].active.load(Ordering::Relaxed))
     }
@@ -113,14 +108,14 @@ impl BackendTable {
 
 /// One request or connection counted as active on a backend until dropped.
 #[derive(Debug)]
-pub struct Lease {
+pub(crate) struct Lease {
     table: Arc<BackendTable>,
     index: usize,
 }
 
 impl Lease {
     /// Counts one more active use of backend `index`.
-    pub fn new(table: Arc<BackendTable>, index: usize) -> Self {
+    pub(crate) fn new(table: Arc<BackendTable>, index: usize) -> Self {
         let b = table.get(index);
         b.active.fetch_add(1, Ordering::Relaxed);
         b.total.fetch_add(1, Ordering::Relaxed);
@@ -128,7 +123,7 @@ impl Lease {
     }
 
     /// The backend's counters.
-    pub fn stats(&self) -> &BackendStats {
+    pub(crate) fn stats(&self) -> &BackendStats {
         self.table.get(self.index)
     }
 }

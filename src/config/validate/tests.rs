@@ -304,3 +304,15 @@ fn busy_poll_is_a_tcp_listeners_window_of_at_most_1ms() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].path, "listeners.h.busy_poll");
 }
+
+#[test]
+fn a_route_without_a_match_block_matches_everything() {
+    let route: crate::config::file::RouteSection =
+        serde_yaml::from_str("pool: web").expect("valid route");
+    let m = crate::routing::Matcher::compile(&route.matches).expect("valid match");
+    let (req, ()) = http::Request::get("/anything")
+        .body(())
+        .unwrap()
+        .into_parts();
+    assert!(m.matches(&req));
+}

@@ -9,7 +9,7 @@ use pingora_error::Result;
 use pingora_http::RequestHeader;
 
 /// The `allow` / `deny` filter.
-pub struct Access {
+pub(crate) struct Access {
     list: Vec<Cidr>,
     /// true for `allow`, false for `deny`.
     allow: bool,
@@ -17,12 +17,12 @@ pub struct Access {
 
 impl Access {
     /// `allow: [CIDR, …]`.
-    pub fn allow(list: Vec<Cidr>) -> Result<Self, String> {
+    pub(crate) fn allow(list: Vec<Cidr>) -> Result<Self, String> {
         Self::new(list, true)
     }
 
     /// `deny: [CIDR, …]`.
-    pub fn deny(list: Vec<Cidr>) -> Result<Self, String> {
+    pub(crate) fn deny(list: Vec<Cidr>) -> Result<Self, String> {
         Self::new(list, false)
     }
 

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 /// Header name → value pairs, checked at load.
 type Pairs = Vec<(HeaderName, HeaderValue)>;
 
-fn pairs(map: BTreeMap<String, crate::config::file::Text>) -> Result<Pairs, String> {
+fn pairs(map: BTreeMap<String, crate::vocab::Text>) -> Result<Pairs, String> {
     map.into_iter()
         .map(|(k, v)| {
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -59,7 +59,7 @@ impl Head for ResponseHeader {
     }
 }
 
-fn setter<H: Head>(map: BTreeMap<String, crate::config::file::Text>) -> Result<Setter<H>, String> {
+fn setter<H: Head>(map: BTreeMap<String, crate::vocab::Text>) -> Result<Setter<H>, String> {
     let pairs: Vec<_> = pairs(map)?
         .into_iter()
         .map(|(k, v)| (k.into_case_header_name(), v))
@@ -73,11 +73,11 @@ fn setter<H: Head>(map: BTreeMap<String, crate::config::file::Text>) -> Result<S
 }
 
 /// `set_request_headers: {name: value}`.
-pub struct SetRequestHeaders(Setter<RequestHeader>);
+pub(crate) struct SetRequestHeaders(Setter<RequestHeader>);
 
 impl SetRequestHeaders {
     /// Builds from the settings map.
-    pub fn new(map: BTreeMap<String, crate::config::file::Text>) -> Result<Self, String> {
+    pub(crate) fn new(map: BTreeMap<String, crate::vocab::Text>) -> Result<Self, String> {
         setter(map).map(Self)
     }
 }
@@ -94,11 +94,11 @@ impl Filter for SetRequestHeaders {
 }
 
 /// `remove_request_headers: [name, …]`.
-pub struct RemoveRequestHeaders(Vec<HeaderName>);
+pub(crate) struct RemoveRequestHeaders(Vec<HeaderName>);
 
 impl RemoveRequestHeaders {
     /// Builds from the list of names.
-    pub fn new(list: Vec<String>) -> Result<Self, String> {
+    pub(crate) fn new(list: Vec<String>) -> Result<Self, String> {
         names(list).map(Self)
     }
 }
@@ -118,11 +118,11 @@ impl Filter for RemoveRequestHeaders {
 }
 
 /// `set_response_headers: {name: value}`.
-pub struct SetResponseHeaders(Setter<ResponseHeader>);
+pub(crate) struct SetResponseHeaders(Setter<ResponseHeader>);
 
 impl SetResponseHeaders {
     /// Builds from the settings map.
-    pub fn new(map: BTreeMap<String, crate::config::file::Text>) -> Result<Self, String> {
+    pub(crate) fn new(map: BTreeMap<String, crate::vocab::Text>) -> Result<Self, String> {
         setter(map).map(Self)
     }
 }
@@ -139,11 +139,11 @@ impl Filter for SetResponseHeaders {
 }
 
 /// `remove_response_headers: [name, …]`.
-pub struct RemoveResponseHeaders(Vec<HeaderName>);
+pub(crate) struct RemoveResponseHeaders(Vec<HeaderName>);
 
 impl RemoveResponseHeaders {
     /// Builds from the list of names.
-    pub fn new(list: Vec<String>) -> Result<Self, String> {
+    pub(crate) fn new(list: Vec<String>) -> Result<Self, String> {
         names(list).map(Self)
     }
 }

@@ -36,7 +36,7 @@ pub(crate) mod test_support {
     use std::sync::Arc;
 
     /// Builds `name` from YAML `settings`.
-    pub fn build(
+    pub(crate) fn build(
         name: &str,
         settings: &str,
     ) -> Result<Arc<dyn Filter>, crate::filter::FilterError> {
@@ -47,7 +47,7 @@ pub(crate) mod test_support {
     }
 
     /// A request head.
-    pub fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> RequestHeader {
+    pub(crate) fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> RequestHeader {
         let mut req = RequestHeader::build(method, uri.as_bytes(), None).unwrap();
         for (k, v) in headers {
             req.append_header(k.to_string(), *v).unwrap();
@@ -56,7 +56,7 @@ pub(crate) mod test_support {
     }
 
     /// Runs the request hook for a client at `client`.
-    pub fn run_request(f: &dyn Filter, req: &mut RequestHeader, client: &str) -> Decision {
+    pub(crate) fn run_request(f: &dyn Filter, req: &mut RequestHeader, client: &str) -> Decision {
         let mut state = http::Extensions::new();
         let mut ctx = Context::new(
             "l",
@@ -70,7 +70,7 @@ pub(crate) mod test_support {
     }
 
     /// The status of a decision (0 for Continue).
-    pub fn status(d: &Decision) -> u16 {
+    pub(crate) fn status(d: &Decision) -> u16 {
         match d {
             Decision::Continue => 0,
             Decision::Respond(r) => r.status.as_u16(),

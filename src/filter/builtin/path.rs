@@ -33,11 +33,11 @@ fn set_path(req: &mut RequestHeader, path: &str) -> Result<()> {
 /// `strip_prefix: /api` — `/api/users` reaches the backend as `/users`, `/api` as `/`.
 /// The prefix is a plain string prefix, as `path_prefix` is: `/api` also strips the
 /// front of `/apis` (→ `/s`), `/api/` leaves `/apis` and `/api` alone.
-pub struct StripPrefix(String);
+pub(crate) struct StripPrefix(String);
 
 impl StripPrefix {
     /// Builds from the prefix.
-    pub fn new(prefix: String) -> Result<Self, String> {
+    pub(crate) fn new(prefix: String) -> Result<Self, String> {
         if !prefix.starts_with('/') {
             return Err(format!("`{prefix}` must start with `/`"));
         }
@@ -63,7 +63,7 @@ impl Filter for StripPrefix {
 /// Settings of `rewrite_path`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RewriteSettings {
+pub(crate) struct RewriteSettings {
     /// Applied to the path.
     regex: Pattern,
     /// The replacement; `$1`, `${name}` refer to capture groups.
@@ -71,11 +71,11 @@ pub struct RewriteSettings {
 }
 
 /// `rewrite_path: {regex: "^/v1/(.*)", replace: "/api/$1"}` — the first match is replaced.
-pub struct RewritePath(RewriteSettings);
+pub(crate) struct RewritePath(RewriteSettings);
 
 impl RewritePath {
     /// Builds from the settings.
-    pub fn new(s: RewriteSettings) -> Result<Self, String> {
+    pub(crate) fn new(s: RewriteSettings) -> Result<Self, String> {
         Ok(Self(s))
     }
 }

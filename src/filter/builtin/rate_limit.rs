@@ -33,7 +33,7 @@ use std::time::Instant;
 /// Settings of `rate_limit`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RateLimitSettings {
+pub(crate) struct RateLimitSettings {
     /// Requests allowed per `per`.
     rate: u64,
     /// The window, default 1s.
@@ -49,7 +49,7 @@ fn one_second() -> Duration {
 }
 
 /// The `rate_limit` filter.
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     settings: RateLimitSettings,
     limiter: Gcra,
 }
@@ -112,7 +112,7 @@ impl Gcra {
 
 impl RateLimit {
     /// Builds from the settings.
-    pub fn new(settings: RateLimitSettings) -> Result<Self, String> {
+    pub(crate) fn new(settings: RateLimitSettings) -> Result<Self, String> {
         if settings.rate == 0 {
             return Err("rate must be at least 1".into());
         }
@@ -151,7 +151,7 @@ impl Filter for RateLimit {
     /// A TCP connection has only its client address: other keys are HTTP-only.
     fn scope(&self) -> Scope {
         match self.settings.key.0 {
-            crate::config::HashKey::ClientIp => Scope::HttpAndTcp,
+            crate::vocab::HashKey::ClientIp => Scope::HttpAndTcp,
             _ => Scope::Http,
         }
     }

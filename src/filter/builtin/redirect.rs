@@ -11,7 +11,7 @@ use serde::Deserialize;
 /// Settings of `redirect`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RedirectSettings {
+pub(crate) struct RedirectSettings {
     /// Target URL template.
     to: String,
     /// 301, 302 (default), 307 or 308.
@@ -24,11 +24,11 @@ fn default_status() -> u16 {
 }
 
 /// The `redirect` filter.
-pub struct Redirect(RedirectSettings);
+pub(crate) struct Redirect(RedirectSettings);
 
 impl Redirect {
     /// Builds from the settings.
-    pub fn new(s: RedirectSettings) -> Result<Self, String> {
+    pub(crate) fn new(s: RedirectSettings) -> Result<Self, String> {
         if ![301, 302, 303, 307, 308].contains(&s.status) {
             return Err(format!(
                 "status {} is not a redirect (use 301, 302, 303, 307 or 308)",

@@ -1,7 +1,7 @@
 //! Selection without sockets: spread, weights, stickiness and least_conn.
 
 use super::*;
-use crate::config::HashKey;
+use crate::vocab::HashKey;
 use pingora_core::protocols::l4::socket::SocketAddr as PeerAddr;
 use std::collections::HashMap;
 

@@ -6,8 +6,9 @@
 //! pool's `LoadBalancer` runs the checks as a background service, so however many
 //! listeners share a pool, each backend is probed once per interval.
 
-use crate::config::{HealthCheckSpec, Probe};
-use crate::upstream::stats::BackendTable;
+use super::spec::HealthCheckSpec;
+use super::stats::BackendTable;
+use crate::vocab::Probe;
 use async_trait::async_trait;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Builds the health check of pool `pool` from its settings.
-pub fn build(
+pub(crate) fn build(
     pool: &str,
     spec: &HealthCheckSpec,
     table: Arc<BackendTable>,

@@ -1,0 +1,90 @@
+//! Readers for the plain values of the file (durations, addresses, pool names) that
+//! record a problem at the key path instead of failing.
+
+use super::problems::Problems;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// Parses a duration such as `500ms`, `1s`, `2m`; records a problem and returns the
+/// default when it is not one, or is zero.
+pub(super) fn duration(
+    text: Option<&str>,
+    path: &str,
+    default: &str,
+    p: &mut Problems,
+) -> Duration {
+    parse_duration(text, path, default, false, p)
+}
+
+/// [`duration`] where zero is meaningful (`server.grace_period: 0s`: no grace).
+pub(super) fn duration_or_zero(
+    text: Option<&str>,
+    path: &str,
+    default: &str,
+    p: &mut Problems,
+) -> Duration {
+    parse_duration(text, path, default, true, p)
+}
+
+fn parse_duration(
+    text: Option<&str>,
+    path: &str,
+    default: &str,
+    zero_ok: bool,
+    p: &mut Problems,
+) -> Duration {
+    let fallback = humantime::parse_duration(default).expect("built-in default");
+    let Some(text) = text else { return fallback };
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if zero_ok || !d.is_zero() => d,
+        Ok(_) => {
+            p.add(
+                path,
+                format!("`{text}` is zero: give a positive duration such as 500ms or 1s"),
+            );
+            fallback
+        }
+        Err(_) => {
+            p.add(
+                path,
+                format!("`{text}` is not a duration: write it like 500ms, 1s or 2m"),
+            );
+            fallback
+        }
+    }
+}
+
+/// Parses `host:port` (`[::1]:80` for IPv6); a host name is resolved once, now.
+pub(super) fn address(text: &str, path: &str, p: &mut Problems) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let hint = "expected host:port, e.g. 127.0.0.1:8080 or [::1]:8080";
+    if text
+        .rsplit_once(':')
+        .is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err())
+    {
+        p.add(path, format!("`{text}` is not an address: {hint}"));
+        return None;
+    }
+    match text.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(addr)) => Some(addr),
+        _ => {
+            p.add(
+                path,
+                format!("`{text}` is not an address (the host does not resolve): {hint}"),
+            );
+            None
+        }
+    }
+}
+
+/// Records a problem when `pool` is not among the `known` pools.
+pub(super) fn check_pool(pool: &str, at: String, known: &[&str], p: &mut Problems) {
+    if !known.contains(&pool) {
+        p.add(
+            at,
+            format!("unknown pool \"{pool}\" (known: {})", known.join(", ")),
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! A pool's settings, as the config validator builds them: addresses parsed, durations
+//! read, the balance mode and health check checked.
+
+use crate::vocab::{Balance, Probe};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A named backend set.
+#[derive(Debug, Clone)]
+pub(crate) struct PoolSpec {
+    /// The pool's name.
+    pub(crate) name: String,
+    /// Backends, in file order.
+    pub(crate) backends: Vec<BackendSpec>,
+    /// How a backend is chosen.
+    pub(crate) balance: Balance,
+    /// Active health check, if any.
+    pub(crate) health_check: Option<HealthCheckSpec>,
+    /// Connect timeout.
+    pub(crate) connect_timeout: Duration,
+    /// Longest wait for the backend's next bytes.
+    pub(crate) read_timeout: Duration,
+    /// Extra attempts on another backend when connecting fails.
+    pub(crate) retries: usize,
+}
+
+/// One backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BackendSpec {
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
+    /// Relative weight, >= 1.
+    pub(crate) weight: usize,
+}
+
+/// An active health check.
+#[derive(Debug, Clone)]
+pub(crate) struct HealthCheckSpec {
+    /// What a probe does.
+    pub(crate) probe: Probe,
+    /// Time between probes.
+    pub(crate) interval: Duration,
+    /// Time one probe may take.
+    pub(crate) timeout: Duration,
+    /// Consecutive successes to bring a backend back.
+    pub(crate) rise: usize,
+    /// Consecutive failures to take a backend out.
+    pub(crate) fall: usize,
+}

@@ -1,0 +1,151 @@
+//! The words every layer shares: how a pool balances and what it hashes on, what a
+//! health probe does, where and how the access log is written, and the small YAML
+//! value types that several parts of the file format use. A leaf: it imports nothing
+//! of Tioga's, and anything may import it.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Balancing algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Balance {
+    /// Weighted round robin.
+    RoundRobin,
+    /// Weighted random.
+    Random,
+    /// Fewest active requests/connections relative to weight.
+    LeastConn,
+    /// Consistent (ketama) hashing on a key.
+    ConsistentHash(HashKey),
+}
+
+/// What `consistent_hash` (and `rate_limit`) hash on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HashKey {
+    /// The client's IP address.
+    ClientIp,
+    /// The request URI (path and query).
+    Uri,
+    /// A request header's value.
+    Header(http::HeaderName),
+    /// A cookie's value.
+    Cookie(String),
+    /// A query parameter's value.
+    Query(String),
+}
+
+impl std::str::FromStr for HashKey {
+    type Err = String;
+
+    /// Parses `client_ip | uri | header:NAME | cookie:NAME | query:NAME`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("unknown key `{text}` (expected client_ip, uri, header:NAME, cookie:NAME or query:NAME)")
+        };
+        match text.split_once(':') {
+            None if text == "client_ip" => Ok(HashKey::ClientIp),
+            None if text == "uri" => Ok(HashKey::Uri),
+            Some((_, "")) | None => Err(bad()),
+            Some(("header", name)) => http::HeaderName::from_bytes(name.as_bytes())
+                .map(HashKey::Header)
+                .map_err(|_| format!("`{name}` is not a valid header name")),
+            Some(("cookie", name)) => Ok(HashKey::Cookie(name.to_string())),
+            Some(("query", name)) => Ok(HashKey::Query(name.to_string())),
+            Some(_) => Err(bad()),
+        }
+    }
+}
+
+/// The kind of probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// A TCP connect.
+    Tcp,
+    /// An HTTP GET.
+    Http {
+        /// Path to request.
+        path: String,
+        /// Status expected; `None` means any 2xx.
+        expect_status: Option<u16>,
+    },
+}
+
+/// Where lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// A file, appended to.
+    File(std::path::PathBuf),
+}
+
+/// How lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// One JSON object per line.
+    Json,
+    /// Apache combined log format, followed by Tioga's fields as `key=value`.
+    Combined,
+}
+
+/// One string or a list of strings (`bind:`, `method:`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    /// A single string.
+    One(String),
+    /// A list of strings.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// All values as a slice-like vector.
+    pub(crate) fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A YAML scalar read as text, so `{version: 2}` means the same as `{version: "2"}`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(s) => Ok(Text(s)),
+            serde_yaml::Value::Number(n) => Ok(Text(n.to_string())),
+            serde_yaml::Value::Bool(b) => Ok(Text(b.to_string())),
+            other => Err(D::Error::custom(format!(
+                "expected a string, number or boolean, found {}",
+                describe(&other)
+            ))),
+        }
+    }
+}
+
+/// A short name for the kind of a YAML value, for error messages.
+pub(crate) fn describe(v: &serde_yaml::Value) -> &'static str {
+    match v {
+        serde_yaml::Value::Null => "nothing (null)",
+        serde_yaml::Value::Bool(_) => "a boolean",
+        serde_yaml::Value::Number(_) => "a number",
+        serde_yaml::Value::String(_) => "a string",
+        serde_yaml::Value::Sequence(_) => "a list",
+        serde_yaml::Value::Mapping(_) => "a map",
+        serde_yaml::Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Deserializes `Option<map of name → scalar>`, reading every scalar as text.
+pub(crate) fn scalar_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    let map: Option<BTreeMap<String, Text>> = Option::deserialize(d)?;
+    Ok(map.map(|m| m.into_iter().map(|(k, v)| (k, v.0)).collect()))
+}
