@@ -1,5 +1,5 @@
 # Tioga: every set-up step a fresh Debian machine with only the Rust toolchain needs.
-#   make run    the demo: two example backends and Tioga on loopback
+#   make run    the demo: example backends in two pools and Tioga on loopback
 #   make test   every test (unit, integration, example builds, lint)
 #   make build  the release binary at target/release/tioga, profile-guided (PGO=0: plain)
 
