@@ -306,7 +306,7 @@ impl Metrics {
                 let labels = [name, addr.as_str()];
                 self.backend_up
                     .with_label_values(&labels)
-                    .set(i64::from(pool.is_healthy(b.addr)));
+                    .set(i64::from(b.eligible()));
                 self.backend_active
                     .with_label_values(&labels)
                     .set(b.active.load(Ordering::Relaxed) as i64);

@@ -149,14 +149,10 @@ fn pool(p: &Pool) -> Value {
         .table()
         .iter()
         .map(|b| {
-            let result = match b.last_check.load(Ordering::Relaxed) {
-                1 => "ok",
-                2 => "failed",
-                _ => "none",
-            };
+            let result = b.last_check().as_str();
             let error = if result == "failed" { b.last_error.lock().map(|e| e.clone()).unwrap_or_default() } else { String::new() };
             json!({
-                "address": b.addr.to_string(), "weight": b.weight, "healthy": p.is_healthy(b.addr),
+                "address": b.addr.to_string(), "weight": b.weight, "healthy": b.eligible(),
                 "active": b.active.load(Ordering::Relaxed), "requests": b.total.load(Ordering::Relaxed),
                 "errors": b.errors.load(Ordering::Relaxed), "connect_failures": b.connect_failures.load(Ordering::Relaxed),
                 "transitions": b.transitions.load(Ordering::Relaxed),

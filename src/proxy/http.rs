@@ -12,7 +12,7 @@ use crate::observability::metrics::{GaugeGuard, ListenerMetrics, RouteMetrics};
 use crate::observability::AccessLog;
 use crate::routing::key::request_key;
 use crate::routing::RouteTable;
-use crate::upstream::{Chosen, Pool};
+use crate::upstream::{Attempt, Pool};
 use crate::vocab::Balance;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -64,15 +64,14 @@ pub(crate) struct HttpProxy {
 /// Per-request state.
 pub(crate) struct RequestCtx {
     route: Option<usize>,
-    tried: Vec<SocketAddr>,
-    chosen: Option<Chosen>,
+    /// The route's pool in use, once a backend is asked for.
+    attempt: Option<Attempt>,
     client: Option<SocketAddr>,
     /// Filters' typed per-request state.
     state: http::Extensions,
     start: Instant,
     upstream_start: Option<Instant>,
     upstream_head: Option<Instant>,
-    retries: u32,
     _active: Option<GaugeGuard>,
 }
 
@@ -144,14 +143,12 @@ impl ProxyHttp for HttpProxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             route: None,
-            tried: Vec::new(),
-            chosen: None,
+            attempt: None,
             client: None,
             state: http::Extensions::new(),
             start: Instant::now(),
             upstream_start: None,
             upstream_head: None,
-            retries: 0,
             _active: None,
         }
     }
@@ -199,26 +196,26 @@ impl ProxyHttp for HttpProxy {
                 ),
             );
         };
+        let attempt = ctx.attempt.get_or_insert_with(|| pool.attempt());
         let chosen = match &pool.spec.balance {
             Balance::ConsistentHash(key) => {
                 let client = ctx.client.map(|a| a.ip());
-                pool.select(&request_key(key, session.req_header(), client), &ctx.tried)
+                attempt.next(&request_key(key, session.req_header(), client))
             }
-            _ => pool.select(b"", &ctx.tried),
+            _ => attempt.next(b""),
         };
-        let Some(chosen) = chosen else {
-            // Nothing eligible at all is 503; nothing left after failed attempts is 502.
-            let status = if ctx.tried.is_empty() { 503 } else { 502 };
-            return Error::e_explain(
-                ErrorType::HTTPStatus(status),
-                format!("pool {} has no eligible backend", pool.name()),
-            );
+        let addr = match chosen {
+            Ok(addr) => addr,
+            Err(give_up) => {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(give_up.status()),
+                    format!("pool {} has no eligible backend", pool.name()),
+                )
+            }
         };
-        let mut peer = HttpPeer::new(chosen.addr, false, String::new());
+        let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(pool.spec.connect_timeout);
         peer.options.read_timeout = Some(pool.spec.read_timeout);
-        ctx.tried.push(chosen.addr);
-        ctx.chosen = Some(chosen);
         ctx.upstream_start.get_or_insert_with(Instant::now);
         Ok(Box::new(peer))
     }
@@ -298,19 +295,13 @@ impl ProxyHttp for HttpProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(chosen) = ctx.chosen.take() {
-            chosen
-                .lease
-                .stats()
-                .connect_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        if let Some(pool) = self.target(ctx.route).and_then(|t| t.pool.as_ref()) {
-            log::warn!("pool {}: connecting to {peer} failed: {e}", pool.name());
-            if ctx.tried.len() <= pool.spec.retries && pool.has_candidate(&ctx.tried) {
+        if let Some(attempt) = &mut ctx.attempt {
+            log::warn!(
+                "pool {}: connecting to {peer} failed: {e}",
+                attempt.pool().name()
+            );
+            if attempt.connect_failed().is_ok() {
                 e.set_retry(true);
-                ctx.retries += 1;
-                pool.table().count_retry();
             }
         }
         e
@@ -328,12 +319,8 @@ impl ProxyHttp for HttpProxy {
             .map_or(&self.no_route, |t| &t.metrics)
             .record(status, elapsed.as_secs_f64());
         if status >= 500 {
-            if let Some(chosen) = &ctx.chosen {
-                chosen
-                    .lease
-                    .stats()
-                    .errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(attempt) = &ctx.attempt {
+                attempt.failed();
             }
         }
         if let Some(log) = &self.access_log {
@@ -385,16 +372,12 @@ fn ctx_summary<'a>(
         route: target.map(|t| &*t.name),
         pool: target.and_then(|t| t.pool.as_ref()).map(|p| p.name()),
         client: ctx.client,
-        backend: ctx
-            .chosen
-            .as_ref()
-            .map(|c| c.addr)
-            .or_else(|| ctx.tried.last().copied()),
+        backend: ctx.attempt.as_ref().and_then(Attempt::backend),
         upstream: ctx
             .upstream_start
             .zip(ctx.upstream_head)
             .map(|(a, b)| b.duration_since(a)),
-        retries: ctx.retries,
+        retries: ctx.attempt.as_ref().map_or(0, Attempt::retries),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::observability::access_log::Entry;
 use crate::observability::metrics::TcpMetrics;
 use crate::observability::AccessLog;
 use crate::routing::key::ip_key;
-use crate::upstream::{Chosen, Pool};
+use crate::upstream::{Attempt, GiveUp, Pool};
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
 use pingora_core::protocols::Stream;
@@ -46,13 +46,32 @@ pub(crate) struct TcpProxy {
     pub(crate) busy_poll: Duration,
 }
 
-/// How a connection went, for metrics and the access log: `status` is 0 when bytes
-/// were relayed, 403 when a filter refused the client, 503 when no backend was
-/// eligible and 502 when connecting failed.
-#[derive(Default)]
+/// How a connection ended, for metrics and the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Bytes were relayed (status 0 in the log).
+    Relayed,
+    /// A connection filter refused the client (logged as 403).
+    Refused,
+    /// The pool gave no backend (logged as its HTTP status: 503 or 502).
+    NoBackend(GiveUp),
+}
+
+impl Ending {
+    /// The status the access log records.
+    fn status(self) -> u16 {
+        match self {
+            Ending::Relayed => 0,
+            Ending::Refused => 403,
+            Ending::NoBackend(give_up) => give_up.status(),
+        }
+    }
+}
+
+/// How a connection went.
 struct Outcome {
+    ending: Ending,
     backend: Option<SocketAddr>,
-    status: u16,
     retries: u32,
     bytes_in: u64,
     bytes_out: u64,
@@ -70,29 +89,38 @@ impl ServerApp for TcpProxy {
         let peer = client
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
-        let mut outcome = Outcome::default();
+        let mut outcome = Outcome {
+            ending: Ending::Relayed,
+            backend: None,
+            retries: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+        };
         if !self.admit(peer).await {
-            outcome.status = 403; // dropping `client` closes it
+            outcome.ending = Ending::Refused; // dropping `client` closes it
         } else {
-            match self.connect(peer, &mut outcome).await {
-                Ok((upstream, chosen)) => {
-                    outcome.backend = Some(chosen.addr);
+            let mut attempt = self.pool.attempt();
+            let connected = self.connect(peer, &mut attempt).await;
+            outcome.backend = attempt.backend();
+            outcome.retries = attempt.retries();
+            match connected {
+                Ok(upstream) => {
                     let idle = self.pool.spec.read_timeout;
                     let drained = drain_deadline(shutdown.clone(), self.grace_period);
                     let relayed = relay(client, upstream, idle, drained, self, &mut outcome);
                     if let Err(e) = relayed.await {
-                        chosen.lease.stats().errors.fetch_add(1, Ordering::Relaxed);
+                        attempt.failed();
                         log::debug!(
-                            "listener {}: connection to {} ended: {e}",
+                            "listener {}: connection to {:?} ended: {e}",
                             self.listener,
-                            chosen.addr
+                            outcome.backend
                         );
                     }
                 }
-                Err(status) => outcome.status = status,
+                Err(give_up) => outcome.ending = Ending::NoBackend(give_up),
             }
         }
-        if outcome.status != 0 {
+        if outcome.ending != Ending::Relayed {
             self.metrics.fail();
         }
         if let Some(log) = &self.access_log {
@@ -134,59 +162,39 @@ impl TcpProxy {
         true
     }
 
-    /// Connects to a backend, retrying others on failure; on failure returns the
-    /// status to log (503 nothing eligible, 502 connecting failed).
+    /// Connects to a backend of the attempt's pool, trying others as it allows.
     async fn connect(
         &self,
         client: Option<SocketAddr>,
-        outcome: &mut Outcome,
-    ) -> Result<(TcpStream, Chosen), u16> {
+        attempt: &mut Attempt,
+    ) -> Result<TcpStream, GiveUp> {
         let pool = &self.pool;
         let key = if pool.uses_key() {
             ip_key(client.map(|a| a.ip()))
         } else {
             Vec::new()
         };
-        let mut tried = Vec::new();
         loop {
-            let Some(chosen) = pool.select(&key, &tried) else {
+            let addr = attempt.next(&key).inspect_err(|_| {
                 log::warn!(
                     "listener {}: pool {} has no eligible backend",
                     self.listener,
                     pool.name()
                 );
-                return Err(if tried.is_empty() { 503 } else { 502 });
-            };
-            tried.push(chosen.addr);
-            match tokio::time::timeout(pool.spec.connect_timeout, TcpStream::connect(chosen.addr))
-                .await
-            {
-                Ok(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
-                    return Ok((stream, chosen));
-                }
-                failed => {
-                    chosen
-                        .lease
-                        .stats()
-                        .connect_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    let why = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "timed out".to_string(),
-                    };
-                    log::warn!(
-                        "pool {}: connecting to {} failed: {why}",
-                        pool.name(),
-                        chosen.addr
-                    );
-                    if tried.len() > pool.spec.retries || !pool.has_candidate(&tried) {
-                        return Err(502);
+            })?;
+            let why =
+                match tokio::time::timeout(pool.spec.connect_timeout, TcpStream::connect(addr))
+                    .await
+                {
+                    Ok(Ok(stream)) => {
+                        let _ = stream.set_nodelay(true);
+                        return Ok(stream);
                     }
-                    outcome.retries += 1;
-                    pool.table().count_retry();
-                }
-            }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "timed out".to_string(),
+                };
+            log::warn!("pool {}: connecting to {addr} failed: {why}", pool.name());
+            attempt.connect_failed()?;
         }
     }
 
@@ -204,7 +212,7 @@ impl TcpProxy {
             host: "",
             referer: "",
             user_agent: "",
-            status: o.status,
+            status: o.ending.status(),
             duration: elapsed,
             upstream_duration: None,
             bytes_in: o.bytes_in,

@@ -1,4 +1,4 @@
-//! Active health checks, one probe stream per pool.
+//! Active health checks, one probe stream per pool, feeding the pool's backend state.
 //!
 //! Pingora's `TcpHealthCheck` and `HttpHealthCheck` do the probing; a recording wrapper wraps
 //! either with the pool's `timeout`, records each result and its latency in the pool's
@@ -7,16 +7,15 @@
 //! listeners share a pool, each backend is probed once per interval.
 
 use super::spec::HealthCheckSpec;
-use super::stats::BackendTable;
+use super::state::BackendTable;
 use crate::vocab::Probe;
 use async_trait::async_trait;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora_load_balancing::Backend;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// Builds the health check of pool `pool` from its settings.
 pub(crate) fn build(
@@ -98,16 +97,8 @@ impl HealthCheck for Recorded {
             ),
         };
         if let Some(i) = self.table.index_of(&target.addr) {
-            let b = self.table.get(i);
-            b.last_check_micros
-                .store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
-            b.last_check
-                .store(if result.is_ok() { 1 } else { 2 }, Ordering::Relaxed);
-            if let Err(e) = &result {
-                if let Ok(mut last) = b.last_error.lock() {
-                    *last = e.to_string();
-                }
-            }
+            let outcome = result.as_ref().map(drop).map_err(|e| e.to_string());
+            self.table.get(i).record_check(outcome, start.elapsed());
         }
         result
     }
@@ -116,9 +107,7 @@ impl HealthCheck for Recorded {
         let state = if healthy { "up" } else { "down" };
         log::warn!("pool {}: backend {} is {state}", self.pool, target.addr);
         if let Some(i) = self.table.index_of(&target.addr) {
-            let b = self.table.get(i);
-            b.healthy.store(healthy, Ordering::Relaxed);
-            b.transitions.fetch_add(1, Ordering::Relaxed);
+            self.table.get(i).set_healthy(healthy);
         }
         self.inner.health_status_change(target, healthy).await;
     }
@@ -129,16 +118,4 @@ impl HealthCheck for Recorded {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::check_status;
-
-    #[test]
-    fn status_rules() {
-        assert!(check_status(200, None).is_ok());
-        assert!(check_status(204, None).is_ok());
-        assert!(check_status(301, None).is_err());
-        assert!(check_status(503, None).is_err());
-        assert!(check_status(204, Some(204)).is_ok());
-        assert!(check_status(200, Some(204)).is_err());
-    }
-}
+mod tests;

@@ -1,16 +1,27 @@
-//! Pools: one Pingora `LoadBalancer` per configured pool, shared through an `Arc` by
-//! every listener that names it, with its health check run once in a background
-//! service.
+//! Pools: one per configured pool, shared through an `Arc` by every listener that
+//! names it.
 //!
-//! [`Pool::select`] returns a [`Chosen`] backend whose [`Lease`] counts it as active
-//! until dropped, which is what `least_conn` balances on.
+//! Every listener kind uses a pool the same way, through an [`Attempt`]: it picks a
+//! backend, is told how connecting and answering went, and decides whether to try
+//! another backend or give up, with a typed reason ([`GiveUp`]). Counters, retries
+//! and the active count `least_conn` balances on are kept there, once.
+//!
+//! Each backend has one live state (`state.rs`), which selection reads. Pingora's
+//! `LoadBalancer` owns the backend set and runs the active checks (interval, `rise` and
+//! `fall` counting) as a background service, once per pool however many listeners
+//! share it; its verdicts are written into that state by the check wrapper in
+//! `health.rs`. Selection does not read the `LoadBalancer`'s own flags: the state here
+//! is where later reasons to take a backend out (outliers, drain, maintenance) live
+//! beside the probes' verdict.
 
+mod attempt;
 mod health;
 mod selection;
 mod spec;
-pub(crate) mod stats;
+pub(crate) mod state;
 
 use crate::vocab::Balance;
+pub(crate) use attempt::{Attempt, GiveUp};
 use futures::FutureExt;
 use pingora_core::services::background::{background_service, GenBackgroundService};
 use pingora_load_balancing::discovery::Static;
@@ -18,10 +29,9 @@ use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 pub(crate) use selection::{BalanceConfig, Balancer, SmoothRoundRobin};
 pub(crate) use spec::{BackendSpec, HealthCheckSpec, PoolSpec};
-use stats::{BackendTable, Lease};
+use state::{BackendTable, Lease};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Backends already considered by one selection.
@@ -79,7 +89,7 @@ enum Picker {
 
 /// A backend chosen for one request or connection.
 #[derive(Debug)]
-pub(crate) struct Chosen {
+struct Chosen {
     /// Where to connect.
     pub(crate) addr: SocketAddr,
     /// Counts the use as active until dropped.
@@ -144,9 +154,14 @@ impl Pool {
         &self.spec.name
     }
 
+    /// Starts one request's or connection's use of the pool.
+    pub(crate) fn attempt(self: &Arc<Self>) -> Attempt {
+        Attempt::new(self.clone())
+    }
+
     /// Chooses an eligible backend for `key` (used by `consistent_hash`), skipping
     /// those in `tried`.
-    pub(crate) fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<Chosen> {
+    fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<Chosen> {
         let selector = match &self.picker {
             Picker::Smooth(rr) => {
                 return rr.pick(|i| self.eligible(i, tried)).map(|i| self.chosen(i))
@@ -178,8 +193,8 @@ impl Pool {
 
     /// Whether backend `i` is healthy (or never checked) and not in `tried`.
     fn eligible(&self, i: usize, tried: &[SocketAddr]) -> bool {
-        let stats = self.table.get(i);
-        stats.healthy.load(Ordering::Relaxed) && !tried.contains(&stats.addr)
+        let state = self.table.get(i);
+        state.eligible() && !tried.contains(&state.addr)
     }
 
     /// Backend `i`, counted as active until the lease is dropped.
@@ -191,15 +206,8 @@ impl Pool {
     }
 
     /// Whether a backend other than those in `tried` is eligible.
-    pub(crate) fn has_candidate(&self, tried: &[SocketAddr]) -> bool {
+    fn has_candidate(&self, tried: &[SocketAddr]) -> bool {
         (0..self.table.len()).any(|i| self.eligible(i, tried))
-    }
-
-    /// Whether `addr` is currently eligible (healthy or never checked).
-    pub(crate) fn is_healthy(&self, addr: SocketAddr) -> bool {
-        self.table
-            .iter()
-            .any(|b| b.addr == addr && b.healthy.load(Ordering::Relaxed))
     }
 
     /// Live counters of every backend.

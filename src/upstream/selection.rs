@@ -8,7 +8,7 @@
 //! weighted iterator, whose fallback (when its first pick is down) ignores weights, so
 //! with a backend down the others stopped sharing in proportion to weight.
 
-use super::stats::BackendTable;
+use super::state::BackendTable;
 use crate::vocab::Balance;
 use pingora_load_balancing::selection::consistent::{KetamaHashing, OwnedNodeIterator};
 use pingora_load_balancing::selection::weighted::WeightedIterator;

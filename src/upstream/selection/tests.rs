@@ -135,7 +135,7 @@ fn least_conn_prefers_fewest_active_relative_to_weight() {
     );
     let a1: PeerAddr = PeerAddr::Inet("127.0.0.1:1".parse().unwrap());
     let i1 = table.index_of(&a1).unwrap();
-    let _busy = crate::upstream::stats::Lease::new(table.clone(), i1);
+    let _busy = crate::upstream::state::Lease::new(table.clone(), i1);
     for _ in 0..10 {
         assert_eq!(first(&b, b""), "127.0.0.1:2");
     }
@@ -145,9 +145,9 @@ fn least_conn_prefers_fewest_active_relative_to_weight() {
         &[("127.0.0.1:1", 1), ("127.0.0.1:2", 3)],
     );
     let idx = |a: &str| table.index_of(&PeerAddr::Inet(a.parse().unwrap())).unwrap();
-    let _l1 = crate::upstream::stats::Lease::new(table.clone(), idx("127.0.0.1:1"));
-    let _l2 = crate::upstream::stats::Lease::new(table.clone(), idx("127.0.0.1:2"));
-    let _l3 = crate::upstream::stats::Lease::new(table.clone(), idx("127.0.0.1:2"));
+    let _l1 = crate::upstream::state::Lease::new(table.clone(), idx("127.0.0.1:1"));
+    let _l2 = crate::upstream::state::Lease::new(table.clone(), idx("127.0.0.1:2"));
+    let _l3 = crate::upstream::state::Lease::new(table.clone(), idx("127.0.0.1:2"));
     assert_eq!(first(&b, b""), "127.0.0.1:2");
 }
 
