@@ -149,3 +149,28 @@ pub(crate) fn scalar_map<'de, D: serde::Deserializer<'de>>(
     let map: Option<BTreeMap<String, Text>> = Option::deserialize(d)?;
     Ok(map.map(|m| m.into_iter().map(|(k, v)| (k, v.0)).collect()))
 }
+
+/// What an HTTP listener accepts of a request head (`listeners.NAME.*`); beyond it a
+/// request is refused before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeadRules {
+    /// Normalise the path before routing (`normalize_path`).
+    pub(crate) normalize_path: bool,
+    /// The longest request head, request line included (`max_request_header_size`).
+    pub(crate) max_header_size: usize,
+    /// The longest request target (`max_uri_length`).
+    pub(crate) max_uri_length: usize,
+    /// The most header lines (`max_header_count`).
+    pub(crate) max_header_count: usize,
+}
+
+impl Default for HeadRules {
+    fn default() -> Self {
+        HeadRules {
+            normalize_path: true,
+            max_header_size: 64 * 1024,
+            max_uri_length: 8 * 1024,
+            max_header_count: 100,
+        }
+    }
+}

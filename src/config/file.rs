@@ -128,6 +128,14 @@ pub(crate) struct ListenerSection {
     pub(crate) filters: Option<Vec<serde_yaml::Value>>,
     /// How long a spliced direction busy-polls before it sleeps (tcp only).
     pub(crate) busy_poll: Option<String>,
+    /// Normalise request paths before routing (http only; default true).
+    pub(crate) normalize_path: Option<bool>,
+    /// The longest request head, in bytes or with a unit (http only).
+    pub(crate) max_request_header_size: Option<crate::vocab::Text>,
+    /// The longest request target (http only).
+    pub(crate) max_uri_length: Option<crate::vocab::Text>,
+    /// The most request header lines (http only).
+    pub(crate) max_header_count: Option<usize>,
 }
 
 /// `listeners.NAME.tls`.

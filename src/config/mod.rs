@@ -10,6 +10,7 @@ pub(crate) mod file;
 mod problems;
 mod source;
 pub(crate) mod validate;
+mod validate_head;
 mod validate_listener;
 mod validate_pool;
 mod values;
@@ -99,6 +100,8 @@ pub(crate) enum ListenerKind {
         tls: Option<TlsSpec>,
         /// Routes, in order.
         routes: Vec<RouteSpec>,
+        /// What it accepts of a request head.
+        head: crate::vocab::HeadRules,
     },
     /// An L4 TCP listener.
     Tcp {

@@ -88,7 +88,8 @@ pub(super) fn http(
             )
         })
         .collect();
-    Some(ListenerKind::Http { tls, routes })
+    let head = super::validate_head::rules(path, s, p);
+    Some(ListenerKind::Http { tls, routes, head })
 }
 
 fn route(
@@ -149,6 +150,7 @@ pub(super) fn tcp(
             "routes are for http listeners only: a tcp listener names one `pool`",
         );
     }
+    super::validate_head::not_on_tcp(path, s, p);
     let filters = filters(
         cx,
         s.filters.as_deref().unwrap_or_default(),

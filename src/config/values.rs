@@ -88,3 +88,46 @@ pub(super) fn check_pool(pool: &str, at: String, known: &[&str], p: &mut Problem
         );
     }
 }
+
+/// Parses a size in bytes: `65536`, `64KiB`, `64k`, `1MiB`, `1m` (powers of 1024), and
+/// records a problem when it is not one or lies outside `range`.
+pub(super) fn size(
+    text: &str,
+    path: &str,
+    range: std::ops::RangeInclusive<usize>,
+    p: &mut Problems,
+) -> Option<usize> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => 0,
+    };
+    let bytes = digits
+        .parse::<usize>()
+        .ok()
+        .filter(|_| factor > 0)
+        .and_then(|n| n.checked_mul(factor));
+    let Some(bytes) = bytes else {
+        p.add(
+            path,
+            format!("`{text}` is not a size: write it in bytes (65536) or like 64KiB or 1MiB"),
+        );
+        return None;
+    };
+    if !range.contains(&bytes) {
+        p.add(
+            path,
+            format!(
+                "{bytes} bytes is out of range: {} to {} bytes",
+                range.start(),
+                range.end()
+            ),
+        );
+        return None;
+    }
+    Some(bytes)
+}

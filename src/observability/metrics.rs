@@ -23,6 +23,7 @@ pub(crate) struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     http_active: IntGaugeVec,
+    http_refused: IntCounterVec,
     tcp_connections: IntCounterVec,
     tcp_active: IntGaugeVec,
     tcp_bytes: IntCounterVec,
@@ -81,9 +82,20 @@ pub(crate) struct ListenerMetrics {
     enabled: bool,
     /// Requests in flight.
     pub(crate) active: IntGauge,
+    listener: Arc<str>,
+    refused: IntCounterVec,
 }
 
 impl ListenerMetrics {
+    /// Counts a request refused before routing, by `reason`.
+    pub(crate) fn refused(&self, reason: &str) {
+        if self.enabled {
+            self.refused
+                .with_label_values(&[&*self.listener, reason])
+                .inc();
+        }
+    }
+
     /// Counts one request in flight until the guard is dropped.
     pub(crate) fn track(&self) -> Option<GaugeGuard> {
         self.enabled.then(|| GaugeGuard::new(&self.active))
@@ -192,6 +204,11 @@ impl Metrics {
                 "HTTP requests in flight",
                 &["listener"],
             ),
+            http_refused: counter(
+                "tioga_http_refused_total",
+                "HTTP requests refused before routing (head too large, bad path, ...)",
+                &["listener", "reason"],
+            ),
             tcp_connections: counter(
                 "tioga_tcp_connections_total",
                 "TCP connections accepted",
@@ -266,6 +283,8 @@ impl Metrics {
         ListenerMetrics {
             enabled: self.enabled,
             active: self.http_active.with_label_values(&[listener]),
+            listener: listener.into(),
+            refused: self.http_refused.clone(),
         }
     }
 

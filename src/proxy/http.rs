@@ -13,7 +13,7 @@ use crate::observability::AccessLog;
 use crate::routing::key::request_key;
 use crate::routing::RouteTable;
 use crate::upstream::{Attempt, Pool};
-use crate::vocab::Balance;
+use crate::vocab::{Balance, HeadRules};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::protocols::http::error_resp;
@@ -59,6 +59,8 @@ pub(crate) struct HttpProxy {
     pub(crate) no_route: RouteMetrics,
     /// The access log, if enabled.
     pub(crate) access_log: Option<Arc<AccessLog>>,
+    /// What the listener accepts of a request head.
+    pub(crate) head_rules: HeadRules,
 }
 
 /// Per-request state.
@@ -158,6 +160,14 @@ impl ProxyHttp for HttpProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx._active = self.metrics.track();
         ctx.client = session.client_addr().and_then(|a| a.as_inet()).copied();
+        if let Err(refusal) = super::head::check(session.req_header_mut(), &self.head_rules) {
+            self.metrics.refused(refusal.reason);
+            // The head is not trusted: the connection is not reused.
+            session.set_keepalive(None);
+            let head = error_resp::gen_error_response(refusal.status);
+            session.write_response_header(Box::new(head), true).await?;
+            return Ok(true);
+        }
         let Some((i, target)) = self.routes.find(session.req_header()) else {
             // Pingora's `respond_error` would also close the connection; a 404 is an
             // answer like any other, so the client keeps its connection (as with

@@ -6,6 +6,7 @@ pub(crate) use first_request::FirstRequest;
 mod busy_poll;
 mod coalesce;
 mod first_request;
+mod head;
 pub(crate) mod http;
 mod http_log;
 mod splice;

@@ -25,6 +25,8 @@ mod header;
 mod host;
 pub(crate) mod key;
 mod method;
+mod normalize;
+pub(crate) use normalize::normalize_path;
 mod path;
 mod query;
 #[cfg(test)]

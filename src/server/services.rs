@@ -112,7 +112,7 @@ fn listener(
         tls: matches!(&l.kind, ListenerKind::Http { tls: Some(_), .. }),
     };
     match l.kind {
-        ListenerKind::Http { tls, routes } => {
+        ListenerKind::Http { tls, routes, head } => {
             let mut route_status = Vec::new();
             let table = RouteTable::new(
                 routes
@@ -127,6 +127,7 @@ fn listener(
                 metrics: shared.metrics.listener(&name),
                 no_route: shared.metrics.route(&name, "-", "-"),
                 access_log: shared.access_log.clone(),
+                head_rules: head,
             };
             let status = ListenerStatus::Http {
                 info,

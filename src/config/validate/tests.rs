@@ -316,3 +316,45 @@ fn a_route_without_a_match_block_matches_everything() {
         .into_parts();
     assert!(m.matches(&req));
 }
+
+#[test]
+fn head_rules_are_read_and_range_checked() {
+    let with = |extra: &str| {
+        format!(
+            "pools: {{p: {{backends: [127.0.0.1:1]}}}}\nlisteners:\n  w:\n    protocol: http\n    bind: 127.0.0.1:8080\n{extra}    routes: [{{pool: p}}]\n"
+        )
+    };
+    let c = check(&with("    normalize_path: false\n    max_request_header_size: 16KiB\n    max_uri_length: 2048\n    max_header_count: 50\n")).unwrap();
+    let ListenerKind::Http { head, .. } = &c.listeners[0].kind else {
+        panic!("an http listener");
+    };
+    assert!(!head.normalize_path);
+    assert_eq!(
+        (
+            head.max_header_size,
+            head.max_uri_length,
+            head.max_header_count
+        ),
+        (16 * 1024, 2048, 50)
+    );
+    let bad = problems(&with(
+        "    max_request_header_size: 2GiB\n    max_uri_length: 10\n    max_header_count: 0\n",
+    ));
+    let paths: Vec<&str> = bad.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "listeners.w.max_request_header_size",
+            "listeners.w.max_uri_length",
+            "listeners.w.max_header_count"
+        ]
+    );
+    assert!(bad[0].message.contains("not a size"), "{}", bad[0].message);
+    assert!(
+        bad[1].message.contains("out of range: 64 to"),
+        "{}",
+        bad[1].message
+    );
+    let tcp = "pools: {p: {backends: [127.0.0.1:1]}}\nlisteners:\n  t:\n    protocol: tcp\n    bind: 127.0.0.1:8080\n    pool: p\n    normalize_path: true\n";
+    assert_eq!(problems(tcp)[0].path, "listeners.t.normalize_path");
+}
