@@ -367,3 +367,33 @@ listeners:
     assert!(TcpStream::connect(other).is_err(), "{other} is listening");
     drop(taken);
 }
+
+#[test]
+fn a_hostile_config_is_refused_at_once_with_the_reason() {
+    // Nested 100,000 levels deep: refused before parsing (parsing it took minutes).
+    let deep = format!(
+        "pools: {}\"x\"{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let (code, err) = check_config(&deep);
+    assert_ne!(code, 0);
+    assert!(err.contains(":1: nested more than 64 levels"), "{err}");
+
+    // Numbers out of range name the range.
+    let (code, err) = check_config(
+        "server: {threads: 4294967296}
+pools: {p: {backends: [127.0.0.1:9]}}
+listeners: {w: {protocol: tcp, bind: 127.0.0.1:0, pool: p}}
+",
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("server.threads") && err.contains("1 to 1024"),
+        "{err}"
+    );
+    assert!(
+        err.contains("listeners.w.bind") && err.contains("port 0"),
+        "{err}"
+    );
+}

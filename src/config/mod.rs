@@ -8,6 +8,7 @@
 pub mod error;
 pub(crate) mod file;
 mod problems;
+mod shape;
 mod source;
 pub(crate) mod validate;
 mod validate_head;
@@ -158,10 +159,32 @@ impl Config {
         file: &Path,
         filters: &crate::filter::Registry,
     ) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        use std::io::Read;
+        let read_error = |source| ConfigError::Read {
             file: file.to_path_buf(),
             source,
-        })?;
+        };
+        // Read one byte past the limit: a larger file is refused without it all in
+        // memory.
+        let mut bytes = Vec::new();
+        std::fs::File::open(file)
+            .and_then(|f| f.take(shape::MAX_SIZE as u64 + 1).read_to_end(&mut bytes))
+            .map_err(read_error)?;
+        if bytes.len() > shape::MAX_SIZE {
+            return Err(ConfigError::Invalid {
+                file: file.to_path_buf(),
+                problems: vec![Problem {
+                    path: String::new(),
+                    line: None,
+                    message: format!(
+                        "the file is larger than {} bytes, the most a config may be",
+                        shape::MAX_SIZE
+                    ),
+                }],
+            });
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         validate::validate(file, &text, filters)
     }
 

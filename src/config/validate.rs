@@ -16,6 +16,9 @@ use crate::filter::Registry;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 
+/// The most worker threads per listener.
+const MAX_THREADS: usize = 1024;
+
 const TOP_KEYS: &[&str] = &["server", "admin", "access_log", "pools", "listeners"];
 
 /// Validates the text of `file`.
@@ -24,6 +27,13 @@ pub(crate) fn validate(file: &Path, text: &str, filters: &Registry) -> Result<Co
         file: file.to_path_buf(),
         problems,
     };
+    if let Err(too_big) = super::shape::check(text) {
+        return Err(invalid(vec![Problem {
+            path: String::new(),
+            line: too_big.line,
+            message: too_big.message,
+        }]));
+    }
     let root: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -150,11 +160,14 @@ fn server(value: Option<&Value>, p: &mut Problems) -> Option<ServerSettings> {
     let threads = s
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads == 0 {
-        p.add("server.threads", "must be at least 1");
+    if !(1..=MAX_THREADS).contains(&threads) {
+        p.add(
+            "server.threads",
+            format!("{threads} is out of range: 1 to {MAX_THREADS}"),
+        );
     }
     Some(ServerSettings {
-        threads: threads.max(1),
+        threads: threads.clamp(1, MAX_THREADS),
         pid_file: s.pid_file.unwrap_or_else(|| default_file("tioga.pid")),
         upgrade_sock: s
             .upgrade_sock

@@ -8,6 +8,10 @@ use super::values::{address, duration};
 use super::*;
 use serde_yaml::Value;
 
+/// The most `retries` and `rise`/`fall` a pool takes.
+const MAX_RETRIES: usize = 100;
+const MAX_RISE_FALL: usize = 1000;
+
 pub(super) fn pool(name: &str, value: &Value, p: &mut Problems) -> Option<PoolSpec> {
     let path = format!("pools.{name}");
     let s: PoolSection = p.parse(&path, value)?;
@@ -36,7 +40,7 @@ pub(super) fn pool(name: &str, value: &Value, p: &mut Problems) -> Option<PoolSp
         health_check,
         connect_timeout,
         read_timeout,
-        retries: s.retries.unwrap_or(1),
+        retries: retries(s.retries, &path, p),
     })
 }
 
@@ -155,15 +159,33 @@ fn health_check(h: &HealthCheckSection, pool: &str, p: &mut Problems) -> Option<
         }
     };
     for (key, v) in [("rise", h.rise), ("fall", h.fall)] {
-        if v == Some(0) {
-            p.add(join(&path, key), "must be at least 1");
+        if v.is_some_and(|v| !(1..=MAX_RISE_FALL).contains(&v)) {
+            p.add(
+                join(&path, key),
+                format!(
+                    "{} is out of range: 1 to {MAX_RISE_FALL}",
+                    v.unwrap_or_default()
+                ),
+            );
         }
     }
     Some(HealthCheckSpec {
         probe,
         interval: duration(h.interval.as_deref(), &join(&path, "interval"), "1s", p),
         timeout: duration(h.timeout.as_deref(), &join(&path, "timeout"), "1s", p),
-        rise: h.rise.unwrap_or(1).max(1),
-        fall: h.fall.unwrap_or(1).max(1),
+        rise: h.rise.unwrap_or(1).clamp(1, MAX_RISE_FALL),
+        fall: h.fall.unwrap_or(1).clamp(1, MAX_RISE_FALL),
     })
+}
+
+/// `retries` (default 1), at most [`MAX_RETRIES`].
+fn retries(given: Option<usize>, pool: &str, p: &mut Problems) -> usize {
+    let n = given.unwrap_or(1);
+    if n > MAX_RETRIES {
+        p.add(
+            join(pool, "retries"),
+            format!("{n} is out of range: 0 to {MAX_RETRIES}"),
+        );
+    }
+    n.min(MAX_RETRIES)
 }

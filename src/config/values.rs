@@ -5,6 +5,10 @@ use super::problems::Problems;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+/// The longest duration any key takes: longer ones are mistakes, and would overflow
+/// timers.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 /// Parses a duration such as `500ms`, `1s`, `2m`; records a problem and returns the
 /// default when it is not one, or is zero.
 pub(super) fn duration(
@@ -36,6 +40,10 @@ fn parse_duration(
     let fallback = humantime::parse_duration(default).expect("built-in default");
     let Some(text) = text else { return fallback };
     match humantime::parse_duration(text.trim()) {
+        Ok(d) if d > MAX_DURATION => {
+            p.add(path, format!("`{text}` is too long: at most 24h"));
+            fallback
+        }
         Ok(d) if zero_ok || !d.is_zero() => d,
         Ok(_) => {
             p.add(
@@ -55,7 +63,20 @@ fn parse_duration(
 }
 
 /// Parses `host:port` (`[::1]:80` for IPv6); a host name is resolved once, now.
+/// Port 0 is refused: it would listen on (or connect to) no port anyone chose.
 pub(super) fn address(text: &str, path: &str, p: &mut Problems) -> Option<SocketAddr> {
+    let addr = any_address(text, path, p)?;
+    if addr.port() == 0 {
+        p.add(
+            path,
+            format!("`{text}`: port 0 is out of range: give a port from 1 to 65535"),
+        );
+        return None;
+    }
+    Some(addr)
+}
+
+fn any_address(text: &str, path: &str, p: &mut Problems) -> Option<SocketAddr> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Some(addr);
     }

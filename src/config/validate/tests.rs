@@ -358,3 +358,43 @@ fn head_rules_are_read_and_range_checked() {
     let tcp = "pools: {p: {backends: [127.0.0.1:1]}}\nlisteners:\n  t:\n    protocol: tcp\n    bind: 127.0.0.1:8080\n    pool: p\n    normalize_path: true\n";
     assert_eq!(problems(tcp)[0].path, "listeners.t.normalize_path");
 }
+
+#[test]
+fn numbers_outside_their_range_are_refused_with_the_range() {
+    let yaml = "server: {threads: 4294967296}
+pools:
+  p:
+    backends: [127.0.0.1:0]
+    retries: 1000
+    read_timeout: 10000h
+    health_check: {type: tcp, rise: 0, fall: 5000}
+listeners:
+  w: {protocol: tcp, bind: 127.0.0.1:0, pool: p}
+";
+    let found: Vec<(String, String)> = problems(yaml)
+        .into_iter()
+        .map(|p| (p.path, p.message))
+        .collect();
+    let at = |path: &str| {
+        found
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, m)| m.as_str())
+            .unwrap_or_else(|| panic!("no problem at {path}: {found:?}"))
+    };
+    assert!(at("server.threads").contains("1 to 1024"));
+    assert!(at("pools.p.backends[0]").contains("port 0"));
+    assert!(at("pools.p.retries").contains("0 to 100"));
+    assert!(at("pools.p.read_timeout").contains("at most 24h"));
+    assert!(at("pools.p.health_check.rise").contains("1 to 1000"));
+    assert!(at("pools.p.health_check.fall").contains("1 to 1000"));
+    assert!(at("listeners.w.bind").contains("port 0"));
+}
+
+#[test]
+fn a_deeply_nested_file_is_refused_before_parsing() {
+    let yaml = format!("pools: {}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    let found = problems(&yaml);
+    assert_eq!(found[0].line, Some(1));
+    assert!(found[0].message.contains("nested more than 64"));
+}
