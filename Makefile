@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench-overhead deps test-deps build run test lint check-config clean bench
+.PHONY: fuzz bench-overhead deps test-deps build run test lint check-config clean bench
 
 # Installs the Debian packages named in $(1) whose command $(2) is missing.
 define apt_install
@@ -63,3 +63,17 @@ bench: deps
 # Tioga against itself: the cost of metrics + access log, and of three header filters.
 bench-overhead: deps
 	bash bench/overhead.sh
+
+# Fuzzing (not part of `make test`): each target in fuzz/ for FUZZ_TIME seconds
+# (default 600), starting from the small corpus committed in fuzz/corpus/. cargo-fuzz
+# needs nightly flags; RUSTC_BOOTSTRAP lets the one stable toolchain accept them.
+FUZZ_TIME ?= 600
+FUZZ_TARGETS ?= config routes normalize_path
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/artifacts/$$t target/fuzz-corpus/$$t; \
+	  echo "== fuzz $$t for $(FUZZ_TIME) s"; \
+	  (cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t ../target/fuzz-corpus/$$t corpus/$$t \
+	     -- -max_total_time=$(FUZZ_TIME) -print_final_stats=1) || exit 1; \
+	done

@@ -31,6 +31,10 @@ mod server;
 mod upstream;
 mod vocab;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use config::{ConfigError, Problem};
 
 use clap::Parser;

@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("proxy", 3),
     ("server", 4),
     ("cli", 5),
+    ("fuzzing", 5),
 ];
 
 /// A module path such as `["config", "validate"]`; the crate root is empty.

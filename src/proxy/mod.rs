@@ -2,6 +2,8 @@
 //! proxy ([`tcp`]), both thin layers over routing and the shared pools.
 
 pub(crate) use first_request::FirstRequest;
+#[cfg(feature = "fuzzing")]
+pub(crate) use head::check as check_head;
 
 mod busy_poll;
 mod coalesce;

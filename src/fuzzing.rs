@@ -1,0 +1,39 @@
+//! Entry points for the fuzz targets in `fuzz/` (the `fuzzing` feature only; not part
+//! of Tioga's API). Each runs the same code Tioga runs on untrusted input.
+
+use std::path::Path;
+
+/// Validates `text` as a config file, as `tioga -t` does (filters included).
+pub fn check_config(text: &str) {
+    let registry = crate::filter::Registry::with_builtins();
+    let _ = crate::config::validate::validate(Path::new("fuzz.yaml"), text, &registry);
+}
+
+/// The normal form of `path`, or `None` when it is refused.
+pub fn normalize_path(path: &str) -> Option<String> {
+    crate::routing::normalize_path(path)
+        .ok()
+        .map(|p| p.into_owned())
+}
+
+/// A route table with every kind of condition, compiled once.
+pub struct Routes(crate::routing::RouteTable<usize>);
+
+impl Routes {
+    /// Routes from a list of `match:` blocks in YAML; `None` when one does not compile.
+    pub fn compile(blocks: &[&str]) -> Option<Routes> {
+        let mut routes = Vec::new();
+        for (i, yaml) in blocks.iter().enumerate() {
+            let spec: crate::routing::MatchSpec = serde_yaml::from_str(yaml).ok()?;
+            routes.push((crate::routing::Matcher::compile(&spec).ok()?, i));
+        }
+        Some(Routes(crate::routing::RouteTable::new(routes)))
+    }
+
+    /// The index of the route that serves `req`, after the request-head checks and
+    /// path normalisation an HTTP listener applies; `Err(status)` when those refuse it.
+    pub fn find(&self, req: &mut pingora_http::RequestHeader) -> Result<Option<usize>, u16> {
+        crate::proxy::check_head(req, &crate::vocab::HeadRules::default()).map_err(|r| r.status)?;
+        Ok(self.0.find(req).map(|(_, i)| *i))
+    }
+}
