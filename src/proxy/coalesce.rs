@@ -29,6 +29,7 @@
 //! their flusher is the thread's. On work-stealing workers a flush sends at once, as a
 //! plain write buffer.
 
+use super::fd::{self, Socket};
 use async_trait::async_trait;
 use nix::errno::Errno;
 use nix::sys::socket::{send, MsgFlags};
@@ -39,9 +40,9 @@ use pingora_core::protocols::{
     TimingDigest, UniqueID, UniqueIDType,
 };
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -67,7 +68,10 @@ pub(super) struct Coalesce {
 /// What a connection holds, shared with its worker's flusher.
 #[derive(Debug)]
 struct Outbox {
-    fd: RawFd,
+    /// A duplicate of the connection's socket, made at its first deferred flush: the
+    /// flusher, which may hold the outbox past the connection, sends on the
+    /// connection's own socket, never on a descriptor number since reused.
+    fd: OnceLock<OwnedFd>,
     state: Mutex<Held>,
 }
 
@@ -86,21 +90,33 @@ struct Held {
 }
 
 impl Outbox {
+    /// Whether the flusher can send for the connection: the outbox has its duplicate
+    /// of the socket of `inner` (the connection's stream), made now if need be.
+    fn has_fd(&self, inner: &L4Stream) -> bool {
+        if self.fd.get().is_some() {
+            return true;
+        }
+        match Socket::of(inner).map(|s| s.duplicate()) {
+            Some(Ok(fd)) => self.fd.set(fd).is_ok(),
+            _ => false,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Held> {
         // One thread uses an outbox at a time and nothing in it panics while locked.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The flusher's part: one non-blocking send of everything held. A dropped
-    /// connection holds nothing (its drop took the bytes), so `fd` is never touched
-    /// once its socket may be closed.
+    /// connection holds nothing (its drop took the bytes).
     fn send_held(&self) {
         let mut held = self.lock();
         held.queued = false;
-        if held.stalled || held.bytes.is_empty() {
+        // The descriptor is there: it was made before the outbox was queued.
+        let (false, false, Some(fd)) = (held.stalled, held.bytes.is_empty(), self.fd.get()) else {
             return;
-        }
-        match send_now(self.fd, &held.bytes) {
+        };
+        match send_now(fd.as_fd(), &held.bytes) {
             Ok(n) if n == held.bytes.len() => held.sent_all(),
             Ok(n) => {
                 held.bytes.drain(..n);
@@ -149,11 +165,11 @@ impl Held {
 }
 
 /// Sends as much of `bytes` as the socket takes now, without waiting.
-fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+fn send_now(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
     let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
     let mut sent = 0;
     while sent < bytes.len() {
-        match send(fd, &bytes[sent..], flags) {
+        match send(fd.as_raw_fd(), &bytes[sent..], flags) {
             Ok(n) => sent += n,
             Err(Errno::EINTR) => {}
             Err(Errno::EAGAIN) => break,
@@ -168,7 +184,7 @@ impl Coalesce {
         let defer =
             Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread);
         let out = Arc::new(Outbox {
-            fd: inner.as_raw_fd(),
+            fd: OnceLock::new(),
             state: Mutex::new(Held::default()),
         });
         Coalesce { inner, out, defer }
@@ -233,9 +249,14 @@ impl AsyncWrite for Coalesce {
                 held.bytes.extend_from_slice(buf);
                 held.keep_waker(cx);
                 if this.defer && !held.queued {
-                    held.queued = true;
-                    drop(held);
-                    flusher::enqueue(&this.out);
+                    if this.out.has_fd(&this.inner) {
+                        held.queued = true;
+                        drop(held);
+                        flusher::enqueue(&this.out);
+                    } else {
+                        // No descriptor left for a duplicate: send at flush instead.
+                        this.defer = false;
+                    }
                 }
                 return Poll::Ready(Ok(buf.len()));
             }
@@ -273,21 +294,24 @@ impl Drop for Coalesce {
         if bytes.is_empty() {
             return;
         }
-        let sent = send_now(self.out.fd, &bytes).unwrap_or(bytes.len());
+        // The stream, and so its socket, is still open here: it closes after this drop.
+        let Some(socket) = Socket::of(&self.inner) else {
+            return;
+        };
+        let sent = send_now(socket.borrow(), &bytes).unwrap_or(bytes.len());
         if sent < bytes.len() {
-            send_tail(self.out.fd, bytes, sent);
+            send_tail(&socket, bytes, sent);
         }
     }
 }
 
 /// Finishes a dropped connection's write on a copy of its socket, in a task of its own.
-fn send_tail(fd: RawFd, bytes: Vec<u8>, sent: usize) {
+fn send_tail(socket: &Socket<&L4Stream>, bytes: Vec<u8>, sent: usize) {
     let Ok(rt) = Handle::try_current() else {
         return;
     };
     let _in_runtime = rt.enter();
-    // The stream's socket is still open here: it closes after this drop.
-    let Ok(mut tcp) = super::splice::duplicate(fd) else {
+    let Ok(mut tcp) = socket.duplicate().and_then(fd::tokio_stream) else {
         return;
     };
     rt.spawn(async move {

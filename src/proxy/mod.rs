@@ -5,6 +5,7 @@ pub(crate) use first_request::FirstRequest;
 
 mod busy_poll;
 mod coalesce;
+mod fd;
 mod first_request;
 pub mod http;
 mod http_log;

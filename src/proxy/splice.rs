@@ -6,26 +6,25 @@
 //! The copy phase reads and writes the client through Pingora's own stream (TCP
 //! listeners accept it unbuffered), so a short connection costs no more descriptors
 //! than its two sockets. Only a direction that switches to splice duplicates the
-//! client's socket into a tokio `TcpStream` (the only `unsafe` in Tioga, below), so
-//! readiness comes from the same reactor; Pingora's stream stays alive until the relay
-//! ends, then both close. The direction that finishes second skips its half-close:
-//! closing both sockets right after says the same. A spliced direction that finds its
-//! socket empty busy-polls for the listener's `busy_poll` window before it sleeps
-//! ([`BusyPoll`]).
+//! client's socket into a tokio `TcpStream` ([`fd`]), so readiness comes from the same
+//! reactor; Pingora's stream stays alive until the relay ends, then both close. The
+//! direction that finishes second skips its half-close: closing both sockets right
+//! after says the same. A spliced direction that finds its socket empty busy-polls for
+//! the listener's `busy_poll` window before it sleeps ([`BusyPoll`]).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
-use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use prometheus::IntCounter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 use super::busy_poll::BusyPoll;
+use super::fd::{self, Socket};
 
 /// The capacity asked of each direction's pipe, which bounds the bytes one `splice`
 /// moves. Four times the default: measured with one iperf3 stream, the proxy's CPU per
@@ -43,47 +42,22 @@ const COPY_FIRST: usize = 128 * 1024;
 /// The buffer of the plain copy.
 const COPY_BUFFER: usize = 16 * 1024;
 
-/// The socket descriptor of `client` when it is plain TCP. Pingora hands over fresh
-/// connections, and TCP listeners accept them without a read buffer, so nothing the
-/// client sent sits in user space: the socket can be spliced from directly.
-pub(super) fn plain_tcp_fd(client: &Stream) -> Option<RawFd> {
-    client
-        .as_any()
-        .downcast_ref::<L4Stream>()
-        .map(AsRawFd::as_raw_fd)
-}
-
-/// A tokio stream on a duplicate of the client's socket `fd`, registered with this
-/// worker's reactor: to wait on while splicing, or to finish a write after the stream
-/// is dropped (`coalesce`). Callers hold the stream that owns `fd`.
-pub(super) fn duplicate(fd: RawFd) -> io::Result<TcpStream> {
-    // SAFETY: `fd` is the open socket of the client's Pingora stream. The pump that
-    // asks for the duplicate holds a half of that stream (`Source::Client` or
-    // `Sink::Client`) for as long as it runs, and `Coalesce` asks from its `drop`,
-    // before its stream closes the socket; so the socket is open here, and the borrow
-    // ends before this function returns.
-    #[allow(unsafe_code)]
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let owned: OwnedFd = borrowed.try_clone_to_owned()?;
-    // Already non-blocking: O_NONBLOCK belongs to the open file description, which the
-    // duplicate shares with Pingora's socket.
-    TcpStream::from_std(std::net::TcpStream::from(owned))
-}
-
 /// Where one direction reads from.
 pub(super) enum Source<'a> {
     /// The upstream connection.
     Upstream(&'a TcpStream),
-    /// Pingora's client stream, and its socket's descriptor (see [`plain_tcp_fd`]).
-    Client(ReadHalf<Stream>, RawFd),
+    /// Pingora's client stream, with its socket. TCP listeners accept it without a
+    /// read buffer, so nothing the client sent sits in user space: the socket can be
+    /// spliced from directly.
+    Client(Socket<ReadHalf<Stream>>),
 }
 
 /// Where one direction writes to.
 pub(super) enum Sink<'a> {
     /// The upstream connection.
     Upstream(&'a TcpStream),
-    /// Pingora's client stream, and its socket's descriptor.
-    Client(WriteHalf<Stream>, RawFd),
+    /// Pingora's client stream, with its socket.
+    Client(Socket<WriteHalf<Stream>>),
 }
 
 impl Source<'_> {
@@ -97,7 +71,7 @@ impl Source<'_> {
                     r => return r,
                 }
             },
-            Source::Client(half, _) => half.read_buf(buf).await,
+            Source::Client(half) => half.read_buf(buf).await,
         }
     }
 }
@@ -118,17 +92,17 @@ impl Sink<'_> {
                 }
                 Ok(())
             }
-            Sink::Client(half, _) => {
+            Sink::Client(half) => {
                 half.write_all(data).await?;
                 half.flush().await
             }
         }
     }
 
-    fn fd(&self) -> RawFd {
+    fn fd(&self) -> BorrowedFd<'_> {
         match self {
-            Sink::Upstream(s) => s.as_raw_fd(),
-            Sink::Client(_, fd) => *fd,
+            Sink::Upstream(s) => s.as_fd(),
+            Sink::Client(half) => half.borrow(),
         }
     }
 }
@@ -181,7 +155,7 @@ pub(super) async fn pump(
     let other_over = finished.swap(true, Ordering::Relaxed);
     match moved {
         Ok(()) if !other_over => {
-            nix::sys::socket::shutdown(to.fd(), nix::sys::socket::Shutdown::Write)
+            nix::sys::socket::shutdown(to.fd().as_raw_fd(), nix::sys::socket::Shutdown::Write)
                 .map_err(io::Error::from)
         }
         other => other,
@@ -215,15 +189,15 @@ async fn relay_direction(
     let (from_dup, to_dup);
     let from: &TcpStream = match from {
         Source::Upstream(s) => s,
-        Source::Client(_, fd) => {
-            from_dup = duplicate(*fd)?;
+        Source::Client(half) => {
+            from_dup = fd::tokio_stream(half.duplicate()?)?;
             &from_dup
         }
     };
     let to: &TcpStream = match to {
         Sink::Upstream(s) => s,
-        Sink::Client(_, fd) => {
-            to_dup = duplicate(*fd)?;
+        Sink::Client(half) => {
+            to_dup = fd::tokio_stream(half.duplicate()?)?;
             &to_dup
         }
     };

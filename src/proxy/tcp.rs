@@ -6,6 +6,7 @@
 //! both ways; an EOF from one side is passed on as a half-close, and the connection is
 //! closed when neither side has sent anything for `read_timeout`.
 
+use super::fd::Socket;
 use super::splice::{self, Sink, Source, Tally};
 use crate::filter::{Context, Decision, FilterChain, Hooks};
 use crate::observability::access_log::Entry;
@@ -228,16 +229,16 @@ async fn relay(
     let last = AtomicU64::new(0);
     let (mut bytes_in, mut bytes_out) = (0, 0);
     let counters = m.bytes();
-    let result = match splice::plain_tcp_fd(&client) {
+    let result = match Socket::plain(client) {
         // Both ends plain TCP: copy, then zero-copy. `client` (in its halves) stays
         // alive until the relay ends.
-        Some(fd) => {
-            let (cr, cw) = tokio::io::split(client);
+        Ok(client) => {
+            let (cr, cw) = client.split();
             let finished = AtomicBool::new(false);
             let both = async {
                 let (a, b) = tokio::join!(
                     splice::pump(
-                        Source::Client(cr, fd),
+                        Source::Client(cr),
                         Sink::Upstream(&upstream),
                         &finished,
                         Tally::new(&last, start, counters.0, &mut bytes_in),
@@ -245,7 +246,7 @@ async fn relay(
                     ),
                     splice::pump(
                         Source::Upstream(&upstream),
-                        Sink::Client(cw, fd),
+                        Sink::Client(cw),
                         &finished,
                         Tally::new(&last, start, counters.1, &mut bytes_out),
                         busy_poll,
@@ -259,7 +260,7 @@ async fn relay(
                 () = drained => Ok(()),
             }
         }
-        None => {
+        Err(client) => {
             let (mut cr, mut cw) = tokio::io::split(client);
             let (mut ur, mut uw) = upstream.into_split();
             let both = async {
