@@ -9,5 +9,6 @@ mod fd;
 mod first_request;
 pub mod http;
 mod http_log;
+mod relay;
 mod splice;
 pub mod tcp;

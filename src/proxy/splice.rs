@@ -1,35 +1,34 @@
-//! Relay for L4 connections where both ends are plain TCP: the first bytes of each
-//! direction are copied through a small buffer, and a direction that carries more
-//! switches to zero-copy: bytes move socket → pipe → socket with `splice(2)` and never
-//! enter user space.
+//! The relay direction between two plain-TCP sockets: the first bytes are copied through
+//! a small buffer, and a direction that carries more switches to zero-copy: bytes move
+//! socket → pipe → socket with `splice(2)` and never enter user space.
 //!
-//! The copy phase reads and writes the client through Pingora's own stream (TCP
-//! listeners accept it unbuffered), so a short connection costs no more descriptors
-//! than its two sockets. Only a direction that switches to splice duplicates the
-//! client's socket into a tokio `TcpStream` ([`fd`]), so readiness comes from the same
-//! reactor; Pingora's stream stays alive until the relay ends, then both close. The
-//! direction that finishes second skips its half-close: closing both sockets right
-//! after says the same. A spliced direction that finds its socket empty busy-polls for
-//! the listener's `busy_poll` window before it sleeps ([`BusyPoll`]).
+//! The copy phase reads and writes the client through Pingora's own stream, so a short
+//! connection costs no more descriptors than its two sockets. Only a direction that
+//! switches to splice duplicates the client's socket into a tokio `TcpStream` ([`fd`]),
+//! so readiness comes from the same reactor; Pingora's stream stays alive until the
+//! relay ends, then both close. Splicing from the socket is right only because TCP
+//! listeners accept without Pingora's read buffer: nothing the client sent waits in
+//! user space. The direction that finishes second skips its half-close: closing both
+//! sockets right after says the same. A spliced direction that finds its socket empty
+//! busy-polls for the listener's `busy_poll` window before it sleeps ([`BusyPoll`]).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use pingora_core::protocols::Stream;
-use prometheus::IntCounter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 use super::busy_poll::BusyPoll;
 use super::fd::{self, Socket};
+use super::relay::{Direction, Tally};
 
 /// The capacity asked of each direction's pipe, which bounds the bytes one `splice`
-/// moves. Four times the default: measured with one iperf3 stream, the proxy's CPU per
-/// gigabyte fell by a fifth and the throughput did not drop (a 1 MiB pipe, or reading
-/// into the pipe while it drains, batched so much that throughput fell).
+/// moves: four times the default, which cost less CPU per byte without lowering
+/// throughput (a bigger pipe batched so much that throughput fell).
 const PIPE_SIZE: usize = 256 * 1024;
 
 /// A pipe's capacity when the kernel refuses the bigger one (a user past
@@ -46,9 +45,7 @@ const COPY_BUFFER: usize = 16 * 1024;
 pub(super) enum Source<'a> {
     /// The upstream connection.
     Upstream(&'a TcpStream),
-    /// Pingora's client stream, with its socket. TCP listeners accept it without a
-    /// read buffer, so nothing the client sent sits in user space: the socket can be
-    /// spliced from directly.
+    /// Pingora's client stream, with its socket.
     Client(Socket<ReadHalf<Stream>>),
 }
 
@@ -107,85 +104,84 @@ impl Sink<'_> {
     }
 }
 
-/// Byte accounting of one direction: `total` (and `counter`) count bytes, `last`
-/// stamps activity in milliseconds since `start`.
-pub(super) struct Tally<'a> {
-    last: &'a AtomicU64,
-    start: Instant,
-    counter: Option<&'a IntCounter>,
-    total: &'a mut u64,
-}
-
-impl<'a> Tally<'a> {
-    pub(super) fn new(
-        last: &'a AtomicU64,
-        start: Instant,
-        counter: Option<&'a IntCounter>,
-        total: &'a mut u64,
-    ) -> Self {
-        Tally {
-            last,
-            start,
-            counter,
-            total,
-        }
-    }
-
-    fn add(&mut self, n: usize) {
-        if let Some(c) = self.counter {
-            c.inc_by(n as u64);
-        }
-        *self.total += n as u64;
-        self.last
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-}
-
-/// Moves bytes from `from` to `to` until EOF, then half-closes `to` unless the other
-/// direction is already over (`finished`, shared by the two directions: the sockets are
-/// closed at once then, which tells the peer as much).
-pub(super) async fn pump(
-    mut from: Source<'_>,
-    mut to: Sink<'_>,
-    finished: &AtomicBool,
-    mut tally: Tally<'_>,
+/// One direction between plain-TCP sockets (module docs).
+pub(super) struct Spliced<'a> {
+    from: Source<'a>,
+    to: Sink<'a>,
+    /// Shared by the two directions: set by the first to finish.
+    finished: &'a AtomicBool,
     busy_poll: Duration,
-) -> io::Result<()> {
-    let moved = relay_direction(&mut from, &mut to, &mut tally, busy_poll).await;
-    let other_over = finished.swap(true, Ordering::Relaxed);
-    match moved {
-        Ok(()) if !other_over => {
-            nix::sys::socket::shutdown(to.fd().as_raw_fd(), nix::sys::socket::Shutdown::Write)
-                .map_err(io::Error::from)
+}
+
+impl<'a> Spliced<'a> {
+    pub(super) fn new(
+        from: Source<'a>,
+        to: Sink<'a>,
+        finished: &'a AtomicBool,
+        busy_poll: Duration,
+    ) -> Self {
+        Spliced {
+            from,
+            to,
+            finished,
+            busy_poll,
         }
-        other => other,
     }
 }
 
-/// The first [`COPY_FIRST`] bytes go through a small buffer with plain reads and
-/// writes; only a direction that carries more switches to splice. Most L4 connections
-/// (queries, short requests) never get there and never pay for the pipe splice needs
-/// (`pipe2`, a duplicate of the client's socket and their closing): at thousands of
-/// connections a second that was a tenth of the proxy's CPU. Returns at EOF.
-async fn relay_direction(
+impl Direction for Spliced<'_> {
+    /// Moves bytes until EOF, then half-closes `to` unless the other direction is
+    /// already over (the sockets are closed at once then, which tells the peer as much).
+    async fn run(mut self, mut tally: Tally<'_>) -> io::Result<()> {
+        let moved = match copy_first(&mut self.from, &mut self.to, &mut tally).await {
+            Ok(true) => Ok(()),
+            Ok(false) => splice_rest(&self.from, &self.to, &mut tally, self.busy_poll).await,
+            Err(e) => Err(e),
+        };
+        let other_over = self.finished.swap(true, Ordering::Relaxed);
+        match moved {
+            Ok(()) if !other_over => {
+                let fd = self.to.fd().as_raw_fd();
+                nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write)
+                    .map_err(io::Error::from)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Relays the first [`COPY_FIRST`] bytes through a small buffer with plain reads and
+/// writes; true when EOF came first. Most L4 connections (queries, short requests)
+/// never get past it and never pay for what splice needs (`pipe2`, a duplicate of the
+/// client's socket and their closing), a large share of the CPU at many connections a
+/// second.
+async fn copy_first(
     from: &mut Source<'_>,
     to: &mut Sink<'_>,
     tally: &mut Tally<'_>,
-    busy_poll: Duration,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let mut copied = 0;
     let mut buf = Vec::with_capacity(COPY_BUFFER);
     while copied < COPY_FIRST {
         buf.clear();
         let n = from.read(&mut buf).await?;
         if n == 0 {
-            return Ok(());
+            return Ok(true);
         }
         to.write_all(&buf).await?;
         copied += n;
         tally.add(n);
     }
-    drop(buf);
+    Ok(false)
+}
+
+/// Relays the rest with `splice(2)` through a pipe, until EOF.
+async fn splice_rest(
+    from: &Source<'_>,
+    to: &Sink<'_>,
+    tally: &mut Tally<'_>,
+    busy_poll: Duration,
+) -> io::Result<()> {
     let (from_dup, to_dup);
     let from: &TcpStream = match from {
         Source::Upstream(s) => s,
