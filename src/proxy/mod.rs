@@ -1,12 +1,10 @@
 //! The request path: the L7 `ProxyHttp` implementation ([`http`]) and the L4 TCP
-//! proxy ([`tcp`]), both thin layers over routing and the shared pools.
+//! proxy ([`tcp`]), both thin layers over routing and the shared pools, each behind its
+//! listener's accept stack (`accept`: buffering, first-request guard, coalescing).
 
-pub(crate) use first_request::FirstRequest;
-
+pub(crate) mod accept;
 mod busy_poll;
-mod coalesce;
 mod fd;
-mod first_request;
 pub mod http;
 mod http_log;
 mod relay;

@@ -4,12 +4,13 @@
 //!
 //! The copy phase reads and writes the client through Pingora's own stream, so a short
 //! connection costs no more descriptors than its two sockets. Only a direction that
-//! switches to splice duplicates the client's socket into a tokio `TcpStream` ([`fd`]),
-//! so readiness comes from the same reactor; Pingora's stream stays alive until the
-//! relay ends, then both close. Splicing from the socket is right only because TCP
-//! listeners accept without Pingora's read buffer: nothing the client sent waits in
-//! user space. The direction that finishes second skips its half-close: closing both
-//! sockets right after says the same. A spliced direction that finds its socket empty
+//! switches to splice duplicates the client's socket into a tokio `TcpStream`
+//! ([`fd`]), so readiness comes from the same reactor; Pingora's stream stays
+//! alive until the relay ends, then both close. Splicing from the socket is right only
+//! because the TCP listener's accept stack leaves Pingora's read buffer out
+//! ([`Stack::tcp`](super::accept::Stack::tcp)): nothing the client sent waits in user
+//! space. The direction that finishes second skips its half-close: closing both sockets
+//! right after says the same. A spliced direction that finds its socket empty
 //! busy-polls for the listener's `busy_poll` window before it sleeps ([`BusyPoll`]).
 
 use std::io;

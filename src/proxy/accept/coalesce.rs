@@ -27,9 +27,11 @@
 //!
 //! Only Pingora's one-thread workers (current-thread runtimes, `threads: 1`) defer:
 //! their flusher is the thread's. On work-stealing workers a flush sends at once, as a
-//! plain write buffer.
+//! plain write buffer. The accept stack decides which ([`Flush`]), and puts no buffer
+//! of Pingora's under this one ([`Buffering`](super::buffering::Buffering)).
 
-use super::fd::{self, Socket};
+use super::Flush;
+use crate::proxy::fd::{self, Socket};
 use async_trait::async_trait;
 use nix::errno::Errno;
 use nix::sys::socket::{send, MsgFlags};
@@ -46,7 +48,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::runtime::Handle;
 
 /// Most bytes held for one client; a larger write goes to the socket at once.
 pub(super) const HOLD_LIMIT: usize = 16 * 1024;
@@ -61,7 +63,7 @@ const TAIL_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) struct Coalesce {
     inner: Box<L4Stream>,
     out: Arc<Outbox>,
-    /// Flushes wait for the worker's flusher (a one-thread worker) or send at once.
+    /// Flushes wait for the worker's flusher ([`Flush::EndOfPass`]) or send at once.
     defer: bool,
 }
 
@@ -180,14 +182,18 @@ fn send_now(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
 }
 
 impl Coalesce {
-    pub(super) fn new(inner: Box<L4Stream>) -> Self {
-        let defer =
-            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread);
+    /// Becomes `inner`'s write buffer, flushing as `flush` says. `inner` must have no
+    /// write buffer of its own: held bytes go straight to the socket.
+    pub(super) fn new(inner: Box<L4Stream>, flush: Flush) -> Self {
         let out = Arc::new(Outbox {
             fd: OnceLock::new(),
             state: Mutex::new(Held::default()),
         });
-        Coalesce { inner, out, defer }
+        Coalesce {
+            inner,
+            out,
+            defer: flush == Flush::EndOfPass,
+        }
     }
 
     /// Sends everything held through the stream itself, waiting on the socket.
@@ -390,7 +396,13 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (Coalesce::new(Box::new(L4Stream::from(server))), client)
+        (coalesce(server), client)
+    }
+
+    /// `server` coalesced as the accept stack would on this worker.
+    fn coalesce(server: TcpStream) -> Coalesce {
+        let l4 = Box::new(L4Stream::from(server));
+        Coalesce::new(l4, Flush::of_this_worker())
     }
 
     /// What `peer` has received so far, without waiting.
@@ -501,7 +513,7 @@ mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         nix::sys::socket::setsockopt(&server, nix::sys::socket::sockopt::SndBuf, &4096).unwrap();
-        let mut a = Coalesce::new(Box::new(L4Stream::from(server)));
+        let mut a = coalesce(server);
 
         let answer = pattern(0, HOLD_LIMIT);
         a.write_all(&answer).await.unwrap();
