@@ -147,6 +147,8 @@ pub struct ListenerSection {
     pub filters: Option<Vec<serde_yaml::Value>>,
     /// How long a spliced direction busy-polls before it sleeps (tcp only).
     pub busy_poll: Option<String>,
+    /// Whether a worker's answers are sent together (http only), default true.
+    pub coalesce: Option<bool>,
 }
 
 /// `listeners.NAME.tls`.

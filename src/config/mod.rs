@@ -202,6 +202,8 @@ pub enum ListenerKind {
         tls: Option<TlsSpec>,
         /// Routes, in order.
         routes: Vec<RouteSpec>,
+        /// Whether plain connections send a worker's answers together (`coalesce`).
+        coalesce: bool,
     },
     /// An L4 TCP listener.
     Tcp {

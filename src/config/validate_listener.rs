@@ -87,7 +87,11 @@ pub(super) fn http(
             )
         })
         .collect();
-    Some(ListenerKind::Http { tls, routes })
+    Some(ListenerKind::Http {
+        tls,
+        routes,
+        coalesce: s.coalesce.unwrap_or(true),
+    })
 }
 
 fn route(
@@ -146,6 +150,12 @@ pub(super) fn tcp(
         p.add(
             join(path, "routes"),
             "routes are for http listeners only: a tcp listener names one `pool`",
+        );
+    }
+    if s.coalesce.is_some() {
+        p.add(
+            join(path, "coalesce"),
+            "coalesce is for http listeners (it batches their answers)",
         );
     }
     let filters = filters(

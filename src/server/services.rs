@@ -111,7 +111,11 @@ fn listener(
         tls: matches!(&l.kind, ListenerKind::Http { tls: Some(_), .. }),
     };
     match l.kind {
-        ListenerKind::Http { tls, routes } => {
+        ListenerKind::Http {
+            tls,
+            routes,
+            coalesce,
+        } => {
             let mut route_status = Vec::new();
             let table = RouteTable::new(
                 routes
@@ -135,7 +139,7 @@ fn listener(
             };
             let mut app = pingora_proxy::HttpProxy::new(proxy, conf.clone());
             app.handle_init_modules();
-            let stack = Stack::http(tls, true);
+            let stack = Stack::http(tls, coalesce);
             Ok((serve(&stack, service_name, app, &l.binds, &l.name)?, status))
         }
         ListenerKind::Tcp {
