@@ -2,8 +2,7 @@
 
 /// mimalloc instead of glibc's malloc: the proxy allocates and frees small buffers on
 /// every request (and frees some on another thread, e.g. access-log entries), which
-/// glibc serves with arena locks and chunk consolidation (about 11% of the CPU per
-/// request in a profile; `bench/results.md`).
+/// glibc serves with arena locks and chunk consolidation (`docs/performance.md`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

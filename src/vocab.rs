@@ -174,3 +174,12 @@ impl Default for HeadRules {
         }
     }
 }
+
+/// Certificate and key files for TLS termination.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsSpec {
+    /// PEM certificate chain.
+    pub(crate) cert: std::path::PathBuf,
+    /// PEM private key.
+    pub(crate) key: std::path::PathBuf,
+}

@@ -136,6 +136,8 @@ pub(crate) struct ListenerSection {
     pub(crate) max_uri_length: Option<crate::vocab::Text>,
     /// The most request header lines (http only).
     pub(crate) max_header_count: Option<usize>,
+    /// Whether a worker's answers are sent together (http only), default true.
+    pub(crate) coalesce: Option<bool>,
 }
 
 /// `listeners.NAME.tls`.

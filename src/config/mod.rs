@@ -18,7 +18,7 @@ mod values;
 
 use crate::routing::Matcher;
 pub(crate) use crate::upstream::{BackendSpec, HealthCheckSpec, PoolSpec};
-pub(crate) use crate::vocab::{Balance, HashKey, Probe};
+pub(crate) use crate::vocab::{Balance, HashKey, Probe, TlsSpec};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -103,6 +103,8 @@ pub(crate) enum ListenerKind {
         routes: Vec<RouteSpec>,
         /// What it accepts of a request head.
         head: crate::vocab::HeadRules,
+        /// Whether plain connections send a worker's answers together (`coalesce`).
+        coalesce: bool,
     },
     /// An L4 TCP listener.
     Tcp {
@@ -113,15 +115,6 @@ pub(crate) enum ListenerKind {
         /// How long a spliced direction busy-polls before it sleeps (zero: never).
         busy_poll: Duration,
     },
-}
-
-/// Certificate and key files for TLS termination.
-#[derive(Debug, Clone)]
-pub(crate) struct TlsSpec {
-    /// PEM certificate chain.
-    pub(crate) cert: PathBuf,
-    /// PEM private key.
-    pub(crate) key: PathBuf,
 }
 
 /// One route of an HTTP listener.

@@ -89,7 +89,12 @@ pub(super) fn http(
         })
         .collect();
     let head = super::validate_head::rules(path, s, p);
-    Some(ListenerKind::Http { tls, routes, head })
+    Some(ListenerKind::Http {
+        tls,
+        routes,
+        head,
+        coalesce: s.coalesce.unwrap_or(true),
+    })
 }
 
 fn route(
@@ -151,6 +156,12 @@ pub(super) fn tcp(
         );
     }
     super::validate_head::not_on_tcp(path, s, p);
+    if s.coalesce.is_some() {
+        p.add(
+            join(path, "coalesce"),
+            "coalesce is for http listeners (it batches their answers)",
+        );
+    }
     let filters = filters(
         cx,
         s.filters.as_deref().unwrap_or_default(),

@@ -5,19 +5,13 @@
 //! worker, having nothing else to do, goes to sleep in `epoll_wait`. The next segment
 //! from the peer must then wake it, and waking a sleeping CPU is an inter-processor
 //! interrupt, paid on the sender's CPU (on a virtual machine also a hypervisor exit).
-//! With one iperf3 stream through a TCP listener on a 2-core VM, the load generator's
-//! CPU, not Tioga's, capped the throughput, and a quarter of its samples fell in
-//! `_raw_spin_unlock_irqrestore`, where the cost of waking another CPU shows up.
 //!
 //! So when a read finds nothing, [`BusyPoll::io`] keeps trying for up to its window
 //! before it waits on the reactor. Between tries it yields to the worker: its other
 //! connections run, and the reactor is polled without blocking, so spinning never holds
 //! anything up. While the worker spins, a segment that arrives needs no wake-up at all.
-//! Measured there (50 µs): wake-ups issued by the load generator's CPU fell from about
-//! 5.0 to 2.1 per MB relayed and IPIs into the proxy's CPU from 3.3 to 1.5 per MB;
-//! throughput rose about 9% (49 interleaved rounds: median per-round ratio 1.09, 38 of
-//! 49 faster), for about a tenth of a core more CPU while the transfer runs. HAProxy
-//! (`busy-polling`, process-wide) and Linux (`net.core.busy_poll`) offer the same trade.
+//! It trades a little CPU for fewer wake-ups (measurements: `docs/performance.md`), as
+//! HAProxy's `busy-polling` and Linux's `net.core.busy_poll` do.
 //!
 //! It is adaptive so that an idle or trickling connection costs next to nothing: a
 //! window that ends empty-handed makes the direction skip spinning for its next 1, then

@@ -1,15 +1,17 @@
 //! The request path: the L7 `ProxyHttp` implementation ([`http`]) and the L4 TCP
-//! proxy ([`tcp`]), both thin layers over routing and the shared pools.
+//! proxy ([`tcp`]), both thin layers over routing and the shared pools, each behind its
+//! listener's accept stack (`accept`: buffering, first-request guard, coalescing).
 
-pub(crate) use first_request::FirstRequest;
 #[cfg(feature = "fuzzing")]
 pub(crate) use head::check as check_head;
 
+pub(crate) mod accept;
 mod busy_poll;
-mod coalesce;
-mod first_request;
+mod direction;
+mod fd;
 mod head;
 pub(crate) mod http;
 mod http_log;
+mod relay;
 mod splice;
 pub(crate) mod tcp;

@@ -1,36 +1,35 @@
-//! Relay for L4 connections where both ends are plain TCP: the first bytes of each
-//! direction are copied through a small buffer, and a direction that carries more
-//! switches to zero-copy: bytes move socket → pipe → socket with `splice(2)` and never
-//! enter user space.
+//! The relay direction between two plain-TCP sockets: the first bytes are copied through
+//! a small buffer, and a direction that carries more switches to zero-copy: bytes move
+//! socket → pipe → socket with `splice(2)` and never enter user space.
 //!
-//! The copy phase reads and writes the client through Pingora's own stream (TCP
-//! listeners accept it unbuffered), so a short connection costs no more descriptors
-//! than its two sockets. Only a direction that switches to splice duplicates the
-//! client's socket into a tokio `TcpStream` (the only `unsafe` in Tioga, below), so
-//! readiness comes from the same reactor; Pingora's stream stays alive until the relay
-//! ends, then both close. The direction that finishes second skips its half-close:
-//! closing both sockets right after says the same. A spliced direction that finds its
-//! socket empty busy-polls for the listener's `busy_poll` window before it sleeps
-//! ([`BusyPoll`]).
+//! The copy phase reads and writes the client through Pingora's own stream, so a short
+//! connection costs no more descriptors than its two sockets. Only a direction that
+//! switches to splice duplicates the client's socket into a tokio `TcpStream`
+//! ([`fd`]), so readiness comes from the same reactor; Pingora's stream stays
+//! alive until the relay ends, then both close. Splicing from the socket is right only
+//! because the TCP listener's accept stack leaves Pingora's read buffer out
+//! ([`Stack::tcp`](super::accept::Stack::tcp)): nothing the client sent waits in user
+//! space. The direction that finishes second skips its half-close: closing both sockets
+//! right after says the same. A spliced direction that finds its socket empty
+//! busy-polls for the listener's `busy_poll` window before it sleeps ([`BusyPoll`]).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
-use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
-use prometheus::IntCounter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 use super::busy_poll::BusyPoll;
+use super::direction::{Direction, Tally};
+use super::fd::{self, Socket};
 
 /// The capacity asked of each direction's pipe, which bounds the bytes one `splice`
-/// moves. Four times the default: measured with one iperf3 stream, the proxy's CPU per
-/// gigabyte fell by a fifth and the throughput did not drop (a 1 MiB pipe, or reading
-/// into the pipe while it drains, batched so much that throughput fell).
+/// moves: four times the default, which cost less CPU per byte without lowering
+/// throughput (a bigger pipe batched so much that throughput fell).
 const PIPE_SIZE: usize = 256 * 1024;
 
 /// A pipe's capacity when the kernel refuses the bigger one (a user past
@@ -43,47 +42,20 @@ const COPY_FIRST: usize = 128 * 1024;
 /// The buffer of the plain copy.
 const COPY_BUFFER: usize = 16 * 1024;
 
-/// The socket descriptor of `client` when it is plain TCP. Pingora hands over fresh
-/// connections, and TCP listeners accept them without a read buffer, so nothing the
-/// client sent sits in user space: the socket can be spliced from directly.
-pub(super) fn plain_tcp_fd(client: &Stream) -> Option<RawFd> {
-    client
-        .as_any()
-        .downcast_ref::<L4Stream>()
-        .map(AsRawFd::as_raw_fd)
-}
-
-/// A tokio stream on a duplicate of the client's socket `fd`, registered with this
-/// worker's reactor: to wait on while splicing, or to finish a write after the stream
-/// is dropped (`coalesce`). Callers hold the stream that owns `fd`.
-pub(super) fn duplicate(fd: RawFd) -> io::Result<TcpStream> {
-    // SAFETY: `fd` is the open socket of the client's Pingora stream. The pump that
-    // asks for the duplicate holds a half of that stream (`Source::Client` or
-    // `Sink::Client`) for as long as it runs, and `Coalesce` asks from its `drop`,
-    // before its stream closes the socket; so the socket is open here, and the borrow
-    // ends before this function returns.
-    #[allow(unsafe_code)]
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let owned: OwnedFd = borrowed.try_clone_to_owned()?;
-    // Already non-blocking: O_NONBLOCK belongs to the open file description, which the
-    // duplicate shares with Pingora's socket.
-    TcpStream::from_std(std::net::TcpStream::from(owned))
-}
-
 /// Where one direction reads from.
 pub(super) enum Source<'a> {
     /// The upstream connection.
     Upstream(&'a TcpStream),
-    /// Pingora's client stream, and its socket's descriptor (see [`plain_tcp_fd`]).
-    Client(ReadHalf<Stream>, RawFd),
+    /// Pingora's client stream, with its socket.
+    Client(Socket<ReadHalf<Stream>>),
 }
 
 /// Where one direction writes to.
 pub(super) enum Sink<'a> {
     /// The upstream connection.
     Upstream(&'a TcpStream),
-    /// Pingora's client stream, and its socket's descriptor.
-    Client(WriteHalf<Stream>, RawFd),
+    /// Pingora's client stream, with its socket.
+    Client(Socket<WriteHalf<Stream>>),
 }
 
 impl Source<'_> {
@@ -97,7 +69,7 @@ impl Source<'_> {
                     r => return r,
                 }
             },
-            Source::Client(half, _) => half.read_buf(buf).await,
+            Source::Client(half) => half.read_buf(buf).await,
         }
     }
 }
@@ -118,112 +90,111 @@ impl Sink<'_> {
                 }
                 Ok(())
             }
-            Sink::Client(half, _) => {
+            Sink::Client(half) => {
                 half.write_all(data).await?;
                 half.flush().await
             }
         }
     }
 
-    fn fd(&self) -> RawFd {
+    fn fd(&self) -> BorrowedFd<'_> {
         match self {
-            Sink::Upstream(s) => s.as_raw_fd(),
-            Sink::Client(_, fd) => *fd,
+            Sink::Upstream(s) => s.as_fd(),
+            Sink::Client(half) => half.borrow(),
         }
     }
 }
 
-/// Byte accounting of one direction: `total` (and `counter`) count bytes, `last`
-/// stamps activity in milliseconds since `start`.
-pub(super) struct Tally<'a> {
-    last: &'a AtomicU64,
-    start: Instant,
-    counter: Option<&'a IntCounter>,
-    total: &'a mut u64,
-}
-
-impl<'a> Tally<'a> {
-    pub(super) fn new(
-        last: &'a AtomicU64,
-        start: Instant,
-        counter: Option<&'a IntCounter>,
-        total: &'a mut u64,
-    ) -> Self {
-        Tally {
-            last,
-            start,
-            counter,
-            total,
-        }
-    }
-
-    fn add(&mut self, n: usize) {
-        if let Some(c) = self.counter {
-            c.inc_by(n as u64);
-        }
-        *self.total += n as u64;
-        self.last
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-}
-
-/// Moves bytes from `from` to `to` until EOF, then half-closes `to` unless the other
-/// direction is already over (`finished`, shared by the two directions: the sockets are
-/// closed at once then, which tells the peer as much).
-pub(super) async fn pump(
-    mut from: Source<'_>,
-    mut to: Sink<'_>,
-    finished: &AtomicBool,
-    mut tally: Tally<'_>,
+/// One direction between plain-TCP sockets (module docs).
+pub(super) struct Spliced<'a> {
+    from: Source<'a>,
+    to: Sink<'a>,
+    /// Shared by the two directions: set by the first to finish.
+    finished: &'a AtomicBool,
     busy_poll: Duration,
-) -> io::Result<()> {
-    let moved = relay_direction(&mut from, &mut to, &mut tally, busy_poll).await;
-    let other_over = finished.swap(true, Ordering::Relaxed);
-    match moved {
-        Ok(()) if !other_over => {
-            nix::sys::socket::shutdown(to.fd(), nix::sys::socket::Shutdown::Write)
-                .map_err(io::Error::from)
+}
+
+impl<'a> Spliced<'a> {
+    pub(super) fn new(
+        from: Source<'a>,
+        to: Sink<'a>,
+        finished: &'a AtomicBool,
+        busy_poll: Duration,
+    ) -> Self {
+        Spliced {
+            from,
+            to,
+            finished,
+            busy_poll,
         }
-        other => other,
     }
 }
 
-/// The first [`COPY_FIRST`] bytes go through a small buffer with plain reads and
-/// writes; only a direction that carries more switches to splice. Most L4 connections
-/// (queries, short requests) never get there and never pay for the pipe splice needs
-/// (`pipe2`, a duplicate of the client's socket and their closing): at thousands of
-/// connections a second that was a tenth of the proxy's CPU. Returns at EOF.
-async fn relay_direction(
+impl Direction for Spliced<'_> {
+    /// Moves bytes until EOF, then half-closes `to` unless the other direction is
+    /// already over (the sockets are closed at once then, which tells the peer as much).
+    async fn run(mut self, mut tally: Tally<'_>) -> io::Result<()> {
+        let moved = match copy_first(&mut self.from, &mut self.to, &mut tally).await {
+            Ok(true) => Ok(()),
+            Ok(false) => splice_rest(&self.from, &self.to, &mut tally, self.busy_poll).await,
+            Err(e) => Err(e),
+        };
+        let other_over = self.finished.swap(true, Ordering::Relaxed);
+        match moved {
+            Ok(()) if !other_over => {
+                let fd = self.to.fd().as_raw_fd();
+                nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write)
+                    .map_err(io::Error::from)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Relays the first [`COPY_FIRST`] bytes through a small buffer with plain reads and
+/// writes; true when EOF came first. Most L4 connections (queries, short requests)
+/// never get past it and never pay for what splice needs (`pipe2`, a duplicate of the
+/// client's socket and their closing), a large share of the CPU at many connections a
+/// second.
+async fn copy_first(
     from: &mut Source<'_>,
     to: &mut Sink<'_>,
     tally: &mut Tally<'_>,
-    busy_poll: Duration,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let mut copied = 0;
     let mut buf = Vec::with_capacity(COPY_BUFFER);
     while copied < COPY_FIRST {
         buf.clear();
         let n = from.read(&mut buf).await?;
         if n == 0 {
-            return Ok(());
+            return Ok(true);
         }
         to.write_all(&buf).await?;
         copied += n;
         tally.add(n);
     }
-    drop(buf);
+    Ok(false)
+}
+
+/// Relays the rest with `splice(2)` through a pipe, until EOF.
+async fn splice_rest(
+    from: &Source<'_>,
+    to: &Sink<'_>,
+    tally: &mut Tally<'_>,
+    busy_poll: Duration,
+) -> io::Result<()> {
     let (from_dup, to_dup);
     let from: &TcpStream = match from {
         Source::Upstream(s) => s,
-        Source::Client(_, fd) => {
-            from_dup = duplicate(*fd)?;
+        Source::Client(half) => {
+            from_dup = fd::tokio_stream(half.duplicate()?)?;
             &from_dup
         }
     };
     let to: &TcpStream = match to {
         Sink::Upstream(s) => s,
-        Sink::Client(_, fd) => {
-            to_dup = duplicate(*fd)?;
+        Sink::Client(half) => {
+            to_dup = fd::tokio_stream(half.duplicate()?)?;
             &to_dup
         }
     };

@@ -6,7 +6,7 @@
 //! both ways; an EOF from one side is passed on as a half-close, and the connection is
 //! closed when neither side has sent anything for `read_timeout`.
 
-use super::splice::{self, Sink, Source, Tally};
+use super::relay::{Relay, Totals};
 use crate::filter::{Context, Decision, FilterChain, Hooks};
 use crate::observability::access_log::Entry;
 use crate::observability::metrics::TcpMetrics;
@@ -17,16 +17,10 @@ use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
 use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
-use prometheus::IntCounter;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Bytes read per copy step, per direction.
-const COPY_BUFFER: usize = 32 * 1024;
 
 /// One TCP listener's proxy logic.
 pub(crate) struct TcpProxy {
@@ -107,8 +101,11 @@ impl ServerApp for TcpProxy {
                 Ok(upstream) => {
                     let idle = self.pool.spec.read_timeout;
                     let drained = drain_deadline(shutdown.clone(), self.grace_period);
-                    let relayed = relay(client, upstream, idle, drained, self, &mut outcome);
-                    if let Err(e) = relayed.await {
+                    let relay = Relay::new(idle, self.busy_poll, self.metrics.bytes());
+                    let mut totals = Totals::default();
+                    let relayed = relay.run(client, upstream, drained, &mut totals).await;
+                    (outcome.bytes_in, outcome.bytes_out) = (totals.bytes_in, totals.bytes_out);
+                    if let Err(e) = relayed {
                         attempt.failed();
                         log::debug!(
                             "listener {}: connection to {:?} ended: {e}",
@@ -222,104 +219,6 @@ impl TcpProxy {
     }
 }
 
-/// Copies both ways until both sides are done or the connection idles out.
-async fn relay(
-    client: Stream,
-    upstream: TcpStream,
-    idle: Duration,
-    drained: impl std::future::Future<Output = ()>,
-    proxy: &TcpProxy,
-    o: &mut Outcome,
-) -> std::io::Result<()> {
-    let (m, busy_poll) = (&proxy.metrics, proxy.busy_poll);
-    let start = Instant::now();
-    let last = AtomicU64::new(0);
-    let (mut bytes_in, mut bytes_out) = (0, 0);
-    let counters = m.bytes();
-    let result = match splice::plain_tcp_fd(&client) {
-        // Both ends plain TCP: copy, then zero-copy. `client` (in its halves) stays
-        // alive until the relay ends.
-        Some(fd) => {
-            let (cr, cw) = tokio::io::split(client);
-            let finished = AtomicBool::new(false);
-            let both = async {
-                let (a, b) = tokio::join!(
-                    splice::pump(
-                        Source::Client(cr, fd),
-                        Sink::Upstream(&upstream),
-                        &finished,
-                        Tally::new(&last, start, counters.0, &mut bytes_in),
-                        busy_poll,
-                    ),
-                    splice::pump(
-                        Source::Upstream(&upstream),
-                        Sink::Client(cw, fd),
-                        &finished,
-                        Tally::new(&last, start, counters.1, &mut bytes_out),
-                        busy_poll,
-                    )
-                );
-                a.and(b)
-            };
-            tokio::select! {
-                r = both => r,
-                () = idle_out(&last, start, idle) => Ok(()),
-                () = drained => Ok(()),
-            }
-        }
-        None => {
-            let (mut cr, mut cw) = tokio::io::split(client);
-            let (mut ur, mut uw) = upstream.into_split();
-            let both = async {
-                let (a, b) = tokio::join!(
-                    pump(&mut cr, &mut uw, &last, start, counters.0, &mut bytes_in),
-                    pump(&mut ur, &mut cw, &last, start, counters.1, &mut bytes_out)
-                );
-                a.and(b)
-            };
-            tokio::select! {
-                r = both => r,
-                () = idle_out(&last, start, idle) => Ok(()),
-                () = drained => Ok(()),
-            }
-        }
-    };
-    o.bytes_in = bytes_in;
-    o.bytes_out = bytes_out;
-    result
-}
-
-/// Copies `r` to `w`, half-closing `w` at EOF, counting bytes and stamping activity.
-async fn pump<R, W>(
-    r: &mut R,
-    w: &mut W,
-    last: &AtomicU64,
-    start: Instant,
-    counter: Option<&IntCounter>,
-    total: &mut u64,
-) -> std::io::Result<()>
-where
-    R: AsyncRead + Unpin + ?Sized,
-    W: AsyncWrite + Unpin + ?Sized,
-{
-    let mut buf = vec![0u8; COPY_BUFFER];
-    loop {
-        let n = r.read(&mut buf).await?;
-        if n == 0 {
-            return w.shutdown().await;
-        }
-        w.write_all(&buf[..n]).await?;
-        // Pingora's client stream buffers writes: send each chunk now, or small
-        // replies (greetings, interactive protocols) would wait for more data.
-        w.flush().await?;
-        if let Some(c) = counter {
-            c.inc_by(n as u64);
-        }
-        *total += n as u64;
-        last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-}
-
 /// Resolves `grace` after the process starts shutting down (never, if it does not).
 async fn drain_deadline(mut shutdown: ShutdownWatch, grace: Duration) {
     while !*shutdown.borrow() {
@@ -328,16 +227,4 @@ async fn drain_deadline(mut shutdown: ShutdownWatch, grace: Duration) {
         }
     }
     tokio::time::sleep(grace).await;
-}
-
-/// Resolves once nothing has moved either way for `idle`.
-async fn idle_out(last: &AtomicU64, start: Instant, idle: Duration) {
-    loop {
-        let since = Duration::from_millis(last.load(Ordering::Relaxed));
-        let deadline = start + since + idle;
-        if Instant::now() >= deadline {
-            return;
-        }
-        tokio::time::sleep_until(deadline.into()).await;
-    }
 }

@@ -69,8 +69,8 @@ fn server_conf(s: &ServerSettings, mode: RunMode, relay: &str) -> ServerConf {
         ),
         daemon: mode.daemon,
         // One thread: a current-thread runtime, without the multi-thread scheduler's
-        // bookkeeping (measured ~9% less CPU per request). More threads: work stealing,
-        // so connections accepted by one thread spread over all of them.
+        // bookkeeping. More threads: work stealing, so connections accepted by one
+        // thread spread over all of them.
         work_stealing: s.threads > 1,
         ..ServerConf::default()
     }

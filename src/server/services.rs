@@ -3,19 +3,18 @@
 //! service. Observability handles are resolved here, once.
 
 use super::ServerError;
-use crate::config::{Config, ListenerKind, ListenerSpec, RouteSpec, TlsSpec};
+use crate::config::{Config, ListenerKind, ListenerSpec, RouteSpec};
 use crate::filter::FilterChain;
 use crate::observability::access_log::AccessLog;
 use crate::observability::admin::Admin;
 use crate::observability::metrics::Metrics;
 use crate::observability::status::{ListenerInfo, ListenerStatus, RouteStatus, Status};
+use crate::proxy::accept::Stack;
 use crate::proxy::http::{HttpProxy, RouteTarget};
 use crate::proxy::tcp::TcpProxy;
-use crate::proxy::FirstRequest;
 use crate::routing::RouteTable;
 use crate::upstream::Pool;
 use pingora_core::apps::http_app::HttpServer;
-use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::services::listening::Service;
 use pingora_core::services::ServiceWithDependents;
@@ -112,7 +111,12 @@ fn listener(
         tls: matches!(&l.kind, ListenerKind::Http { tls: Some(_), .. }),
     };
     match l.kind {
-        ListenerKind::Http { tls, routes, head } => {
+        ListenerKind::Http {
+            tls,
+            routes,
+            head,
+            coalesce,
+        } => {
             let mut route_status = Vec::new();
             let table = RouteTable::new(
                 routes
@@ -137,11 +141,8 @@ fn listener(
             };
             let mut app = pingora_proxy::HttpProxy::new(proxy, conf.clone());
             app.handle_init_modules();
-            let mut service = Service::new(service_name, FirstRequest(Arc::new(app)));
-            for addr in &l.binds {
-                add_http_endpoint(&mut service, &addr.to_string(), tls.as_ref(), &l.name)?;
-            }
-            Ok((Box::new(service), status))
+            let stack = Stack::http(tls, coalesce);
+            Ok((serve(&stack, service_name, app, &l.binds, &l.name)?, status))
         }
         ListenerKind::Tcp {
             pool,
@@ -163,15 +164,10 @@ fn listener(
                 filters: filters.into_iter().map(|f| f.name).collect(),
                 metrics: app.metrics.clone(),
             };
-            let mut service = Service::new(service_name, app);
-            for addr in &l.binds {
-                // Unbuffered both ways: the relay writes whole chunks and flushes each,
-                // and with no read buffer it may splice from the socket directly.
-                service.add_listener(
-                    ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::unbuffered()),
-                );
-            }
-            Ok((Box::new(service), status))
+            Ok((
+                serve(&Stack::tcp(), service_name, app, &l.binds, &l.name)?,
+                status,
+            ))
         }
     }
 }
@@ -202,33 +198,21 @@ fn route(
     (r.matcher, target)
 }
 
-/// A plain HTTP endpoint without Pingora's per-connection buffers. Its read buffer
-/// (64 KiB, zeroed at accept, held for the connection's life) only added a copy, a
-/// 64 KiB memset per connection and 64 KiB per idle keep-alive connection: HTTP/1
-/// reads into its own header and body buffers. Its write buffer is replaced by the
-/// connection's own ([`crate::proxy`]'s coalescing, which sends a pass's answers
-/// together). TLS endpoints keep both: rustls reads records in small pieces.
-fn plain_endpoint(addr: &str) -> ListenerConfig {
-    ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::unbuffered())
-}
-
-fn add_http_endpoint<S>(
-    service: &mut Service<S>,
-    addr: &str,
-    tls: Option<&TlsSpec>,
+/// A listener's service: `app` behind `stack` on every address in `binds`.
+fn serve<A>(
+    stack: &Stack,
+    name: String,
+    app: A,
+    binds: &[std::net::SocketAddr],
     listener: &str,
-) -> Result<(), ServerError>
+) -> Result<Box<dyn ServiceWithDependents>, ServerError>
 where
-    S: pingora_core::apps::ServerApp + Send + Sync + 'static,
+    A: pingora_core::apps::ServerApp + Send + Sync + 'static,
 {
-    match tls {
-        None => service.add_listener(plain_endpoint(addr)),
-        Some(t) => service
-            .add_tls(addr, &t.cert.to_string_lossy(), &t.key.to_string_lossy())
-            .map_err(|e| ServerError::Tls {
-                listener: listener.to_string(),
-                reason: e.to_string(),
-            })?,
-    }
-    Ok(())
+    stack
+        .service(name, app, binds)
+        .map_err(|e| ServerError::Tls {
+            listener: listener.to_string(),
+            reason: e.to_string(),
+        })
 }

@@ -398,3 +398,36 @@ fn a_deeply_nested_file_is_refused_before_parsing() {
     assert_eq!(found[0].line, Some(1));
     assert!(found[0].message.contains("nested more than 64"));
 }
+
+#[test]
+fn coalesce_is_an_http_listeners_boolean_on_by_default() {
+    let coalesce = |c: &Config| match &c.listeners[0].kind {
+        ListenerKind::Http { coalesce, .. } => *coalesce,
+        ListenerKind::Tcp { .. } => panic!("an http listener"),
+    };
+    let http = |extra: &str| {
+        format!(
+            "pools: {{p: {{backends: [127.0.0.1:1]}}}}\n\
+             listeners: {{h: {{protocol: http, bind: 127.0.0.1:2, routes: [{{pool: p}}]{extra}}}}}\n"
+        )
+    };
+    assert!(coalesce(&check(&http("")).unwrap()));
+    assert!(coalesce(&check(&http(", coalesce: true")).unwrap()));
+    assert!(!coalesce(&check(&http(", coalesce: false")).unwrap()));
+    for value in ["yes", "1", "'false'", "[true]"] {
+        let found = problems(&http(&format!(", coalesce: {value}")));
+        assert_eq!(found.len(), 1, "{value}: {found:?}");
+        assert_eq!(found[0].path, "listeners.h.coalesce");
+        assert!(
+            found[0].message.contains("expected a boolean"),
+            "{value}: {:?}",
+            found[0].message
+        );
+    }
+    let found = problems(
+        "pools: {p: {backends: [127.0.0.1:1]}}\n\
+         listeners: {t: {protocol: tcp, bind: 127.0.0.1:2, pool: p, coalesce: false}}\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, "listeners.t.coalesce");
+}

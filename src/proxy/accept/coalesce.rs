@@ -27,8 +27,11 @@
 //!
 //! Only Pingora's one-thread workers (current-thread runtimes, `threads: 1`) defer:
 //! their flusher is the thread's. On work-stealing workers a flush sends at once, as a
-//! plain write buffer.
+//! plain write buffer. The accept stack decides which ([`Flush`]), and puts no buffer
+//! of Pingora's under this one ([`Buffering`](super::buffering::Buffering)).
 
+use super::Flush;
+use crate::proxy::fd::{self, Socket};
 use async_trait::async_trait;
 use nix::errno::Errno;
 use nix::sys::socket::{send, MsgFlags};
@@ -39,13 +42,13 @@ use pingora_core::protocols::{
     TimingDigest, UniqueID, UniqueIDType,
 };
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::runtime::Handle;
 
 /// Most bytes held for one client; a larger write goes to the socket at once.
 pub(super) const HOLD_LIMIT: usize = 16 * 1024;
@@ -60,14 +63,17 @@ const TAIL_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) struct Coalesce {
     inner: Box<L4Stream>,
     out: Arc<Outbox>,
-    /// Flushes wait for the worker's flusher (a one-thread worker) or send at once.
+    /// Flushes wait for the worker's flusher ([`Flush::EndOfPass`]) or send at once.
     defer: bool,
 }
 
 /// What a connection holds, shared with its worker's flusher.
 #[derive(Debug)]
 struct Outbox {
-    fd: RawFd,
+    /// A duplicate of the connection's socket, made at its first deferred flush: the
+    /// flusher, which may hold the outbox past the connection, sends on the
+    /// connection's own socket, never on a descriptor number since reused.
+    fd: OnceLock<OwnedFd>,
     state: Mutex<Held>,
 }
 
@@ -86,21 +92,33 @@ struct Held {
 }
 
 impl Outbox {
+    /// Whether the flusher can send for the connection: the outbox has its duplicate
+    /// of the socket of `inner` (the connection's stream), made now if need be.
+    fn has_fd(&self, inner: &L4Stream) -> bool {
+        if self.fd.get().is_some() {
+            return true;
+        }
+        match Socket::of(inner).map(|s| s.duplicate()) {
+            Some(Ok(fd)) => self.fd.set(fd).is_ok(),
+            _ => false,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Held> {
         // One thread uses an outbox at a time and nothing in it panics while locked.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The flusher's part: one non-blocking send of everything held. A dropped
-    /// connection holds nothing (its drop took the bytes), so `fd` is never touched
-    /// once its socket may be closed.
+    /// connection holds nothing (its drop took the bytes).
     fn send_held(&self) {
         let mut held = self.lock();
         held.queued = false;
-        if held.stalled || held.bytes.is_empty() {
+        // The descriptor is there: it was made before the outbox was queued.
+        let (false, false, Some(fd)) = (held.stalled, held.bytes.is_empty(), self.fd.get()) else {
             return;
-        }
-        match send_now(self.fd, &held.bytes) {
+        };
+        match send_now(fd.as_fd(), &held.bytes) {
             Ok(n) if n == held.bytes.len() => held.sent_all(),
             Ok(n) => {
                 held.bytes.drain(..n);
@@ -149,11 +167,11 @@ impl Held {
 }
 
 /// Sends as much of `bytes` as the socket takes now, without waiting.
-fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+fn send_now(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
     let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
     let mut sent = 0;
     while sent < bytes.len() {
-        match send(fd, &bytes[sent..], flags) {
+        match send(fd.as_raw_fd(), &bytes[sent..], flags) {
             Ok(n) => sent += n,
             Err(Errno::EINTR) => {}
             Err(Errno::EAGAIN) => break,
@@ -164,14 +182,18 @@ fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
 }
 
 impl Coalesce {
-    pub(super) fn new(inner: Box<L4Stream>) -> Self {
-        let defer =
-            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread);
+    /// Becomes `inner`'s write buffer, flushing as `flush` says. `inner` must have no
+    /// write buffer of its own: held bytes go straight to the socket.
+    pub(super) fn new(inner: Box<L4Stream>, flush: Flush) -> Self {
         let out = Arc::new(Outbox {
-            fd: inner.as_raw_fd(),
+            fd: OnceLock::new(),
             state: Mutex::new(Held::default()),
         });
-        Coalesce { inner, out, defer }
+        Coalesce {
+            inner,
+            out,
+            defer: flush == Flush::EndOfPass,
+        }
     }
 
     /// Sends everything held through the stream itself, waiting on the socket.
@@ -233,9 +255,14 @@ impl AsyncWrite for Coalesce {
                 held.bytes.extend_from_slice(buf);
                 held.keep_waker(cx);
                 if this.defer && !held.queued {
-                    held.queued = true;
-                    drop(held);
-                    flusher::enqueue(&this.out);
+                    if this.out.has_fd(&this.inner) {
+                        held.queued = true;
+                        drop(held);
+                        flusher::enqueue(&this.out);
+                    } else {
+                        // No descriptor left for a duplicate: send at flush instead.
+                        this.defer = false;
+                    }
                 }
                 return Poll::Ready(Ok(buf.len()));
             }
@@ -273,21 +300,24 @@ impl Drop for Coalesce {
         if bytes.is_empty() {
             return;
         }
-        let sent = send_now(self.out.fd, &bytes).unwrap_or(bytes.len());
+        // The stream, and so its socket, is still open here: it closes after this drop.
+        let Some(socket) = Socket::of(&self.inner) else {
+            return;
+        };
+        let sent = send_now(socket.borrow(), &bytes).unwrap_or(bytes.len());
         if sent < bytes.len() {
-            send_tail(self.out.fd, bytes, sent);
+            send_tail(&socket, bytes, sent);
         }
     }
 }
 
 /// Finishes a dropped connection's write on a copy of its socket, in a task of its own.
-fn send_tail(fd: RawFd, bytes: Vec<u8>, sent: usize) {
+fn send_tail(socket: &Socket<&L4Stream>, bytes: Vec<u8>, sent: usize) {
     let Ok(rt) = Handle::try_current() else {
         return;
     };
     let _in_runtime = rt.enter();
-    // The stream's socket is still open here: it closes after this drop.
-    let Ok(mut tcp) = super::splice::duplicate(fd) else {
+    let Ok(mut tcp) = socket.duplicate().and_then(fd::tokio_stream) else {
         return;
     };
     rt.spawn(async move {
@@ -366,7 +396,13 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (Coalesce::new(Box::new(L4Stream::from(server))), client)
+        (coalesce(server), client)
+    }
+
+    /// `server` coalesced as the accept stack would on this worker.
+    fn coalesce(server: TcpStream) -> Coalesce {
+        let l4 = Box::new(L4Stream::from(server));
+        Coalesce::new(l4, Flush::of_this_worker())
     }
 
     /// What `peer` has received so far, without waiting.
@@ -477,7 +513,7 @@ mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         nix::sys::socket::setsockopt(&server, nix::sys::socket::sockopt::SndBuf, &4096).unwrap();
-        let mut a = Coalesce::new(Box::new(L4Stream::from(server)));
+        let mut a = coalesce(server);
 
         let answer = pattern(0, HOLD_LIMIT);
         a.write_all(&answer).await.unwrap();

@@ -1,0 +1,67 @@
+//! The buffering layer: Pingora's per-connection L4 buffers, and TLS, for each endpoint
+//! of a listener.
+//!
+//! Plain-TCP endpoints never have Pingora's read buffer (64 KiB, zeroed at accept and
+//! held for the connection's life): HTTP/1 reads into its own header and body buffers,
+//! so it only added a copy, a memset per connection and memory per idle keep-alive
+//! connection; and the TCP relay splices straight from the socket, which is right only
+//! when nothing the client sent waits in user space. The write buffer is off where
+//! another layer writes to the socket itself. TLS endpoints keep Pingora's defaults:
+//! rustls reads records in small pieces.
+
+use crate::vocab::TlsSpec;
+use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
+
+/// The buffers of a listener's plain-TCP endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Buffering {
+    /// Neither buffer: for the TCP relay, which splices from and to the socket and
+    /// flushes each chunk it copies, and under coalescing, which is the connection's
+    /// write buffer and sends held bytes straight on the socket (a buffer beneath it
+    /// would let later bytes overtake earlier ones).
+    None,
+    /// Pingora's write buffer only: HTTP without coalescing.
+    WriteOnly,
+}
+
+impl Buffering {
+    fn settings(self) -> L4BufferSettings {
+        match self {
+            Buffering::None => L4BufferSettings::unbuffered(),
+            Buffering::WriteOnly => L4BufferSettings::default().read(0),
+        }
+    }
+
+    /// The endpoint at `addr`: plain TCP with these buffers, or TLS with `tls`'s
+    /// certificate and Pingora's buffers. Fails when the certificate or key cannot be
+    /// loaded.
+    pub(super) fn endpoint(
+        self,
+        addr: &str,
+        tls: Option<&TlsSpec>,
+    ) -> pingora_error::Result<ListenerConfig> {
+        let endpoint = ListenerConfig::tcp(addr);
+        Ok(match tls {
+            None => endpoint.l4_buffer(self.settings()),
+            Some(t) => endpoint.tls(TlsSettings::intermediate(
+                &t.cert.to_string_lossy(),
+                &t.key.to_string_lossy(),
+            )?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_endpoints_never_read_buffer_and_write_buffer_only_without_coalescing() {
+        let none = Buffering::None.settings();
+        assert_eq!((none.read_capacity(), none.write_capacity()), (0, 0));
+        let write_only = Buffering::WriteOnly.settings();
+        assert_eq!(write_only.read_capacity(), 0);
+        assert_eq!(write_only.write, None, "Pingora's default write buffer");
+    }
+}

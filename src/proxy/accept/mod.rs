@@ -1,0 +1,205 @@
+//! The accept stack: what happens to a client connection between Pingora's accept and
+//! the listener's app, as named layers composed here and nowhere else. Outermost first,
+//! each with what it owns and its switch:
+//!
+//! 1. [`buffering`]: each endpoint's Pingora L4 buffers, and its TLS. Plain endpoints
+//!    never read-buffer; their write buffer is off where another layer writes to the
+//!    socket itself (coalescing, or the TCP relay's splice).
+//! 2. [`first_request`]: waits for a new connection's first bytes and puts them back,
+//!    so a shutdown cannot drop it unanswered. On for HTTP listeners.
+//! 3. [`coalesce`]: the connection's write buffer, which sends a worker's answers
+//!    together. HTTP listeners' `coalesce` (default true).
+//!
+//! The per-connection layers (2 and 3) apply to plain-TCP connections only: a TLS
+//! handshake has already read from the client, and TLS endpoints keep Pingora's
+//! buffers. A listener with none of them on (TCP) gets no wrapper: Pingora hands its
+//! connections to the app directly. What the layers need from each other is settled
+//! in [`Stack`]'s constructors, from the same switches: coalescing is on exactly where
+//! the write buffer is off; and the guard reads before coalescing wraps the stream, as
+//! it puts the bytes back into Pingora's stream.
+//!
+//! # `threads: 1` and work stealing
+//!
+//! Coalescing is the one place where I/O differs with the worker's runtime, decided by
+//! [`Flush::of_this_worker`] for each connection. With `threads: 1` Pingora runs each
+//! worker on a current-thread runtime, and a flushed answer is sent at the end of the
+//! worker's pass over its ready connections, with the others of that pass
+//! ([`Flush::EndOfPass`]). With more threads workers steal each other's tasks, and a
+//! flush sends at once, as a plain write buffer ([`Flush::AtOnce`]): the flusher keeps
+//! its list per thread, which is only right where a connection's task never moves to
+//! another one. With `coalesce: false` both send as Pingora's write buffer does.
+
+mod buffering;
+mod coalesce;
+mod first_request;
+
+use crate::vocab::TlsSpec;
+use async_trait::async_trait;
+use buffering::Buffering;
+use coalesce::Coalesce;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::Stream;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::listening::Service;
+use pingora_core::services::ServiceWithDependents;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::runtime::{Handle, RuntimeFlavor};
+
+/// One listener's accept stack: each layer's switch (module docs).
+#[derive(Debug)]
+pub(crate) struct Stack {
+    tls: Option<TlsSpec>,
+    buffering: Buffering,
+    layers: Layers,
+}
+
+/// The per-connection layers that are on.
+#[derive(Clone, Copy, Debug)]
+struct Layers {
+    first_request: bool,
+    coalesce: bool,
+}
+
+impl Stack {
+    /// An HTTP listener's: the first-request guard, and coalescing as `coalesce` says,
+    /// which replaces Pingora's write buffer on plain endpoints.
+    pub(crate) fn http(tls: Option<TlsSpec>, coalesce: bool) -> Stack {
+        Stack {
+            tls,
+            buffering: if coalesce {
+                Buffering::None
+            } else {
+                Buffering::WriteOnly
+            },
+            layers: Layers {
+                first_request: true,
+                coalesce,
+            },
+        }
+    }
+
+    /// A TCP listener's: no buffer either way and no per-connection layer, so the relay
+    /// gets Pingora's plain stream and may splice from its socket (`splice`).
+    pub(crate) fn tcp() -> Stack {
+        Stack {
+            tls: None,
+            buffering: Buffering::None,
+            layers: Layers {
+                first_request: false,
+                coalesce: false,
+            },
+        }
+    }
+
+    /// The Pingora service that serves `app` on `binds` through this stack. Fails when
+    /// a TLS certificate or key cannot be loaded.
+    pub(crate) fn service<A>(
+        &self,
+        name: String,
+        app: A,
+        binds: &[SocketAddr],
+    ) -> pingora_error::Result<Box<dyn ServiceWithDependents>>
+    where
+        A: ServerApp + Send + Sync + 'static,
+    {
+        let layers = self.layers;
+        if !layers.first_request && !layers.coalesce {
+            return self.listen(Service::new(name, app), binds);
+        }
+        let app = App {
+            layers,
+            app: Arc::new(app),
+        };
+        self.listen(Service::new(name, app), binds)
+    }
+
+    fn listen<A>(
+        &self,
+        mut service: Service<A>,
+        binds: &[SocketAddr],
+    ) -> pingora_error::Result<Box<dyn ServiceWithDependents>>
+    where
+        A: ServerApp + Send + Sync + 'static,
+    {
+        for addr in binds {
+            let endpoint = self
+                .buffering
+                .endpoint(&addr.to_string(), self.tls.as_ref())?;
+            service.add_listener(endpoint);
+        }
+        Ok(Box::new(service))
+    }
+}
+
+impl Layers {
+    /// Runs the per-connection layers on a new connection, outermost first; `None`
+    /// when the client left before sending anything.
+    async fn apply(self, stream: Stream) -> Option<Stream> {
+        if !stream.as_any().is::<L4Stream>() {
+            return Some(stream); // TLS (module docs)
+        }
+        let mut l4: Box<L4Stream> = stream.into_any().downcast().ok()?;
+        if self.first_request && !first_request::wait(&mut l4).await {
+            return None;
+        }
+        if !self.coalesce {
+            return Some(l4);
+        }
+        Some(Box::new(Coalesce::new(l4, Flush::of_this_worker())))
+    }
+}
+
+/// An app behind its listener's per-connection layers.
+struct App<A> {
+    layers: Layers,
+    app: Arc<A>,
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for App<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let stream = self.layers.apply(stream).await?;
+        // A stream the app hands back goes to it again, as Pingora would, without
+        // passing the layers twice.
+        let mut reused = self.app.process_new(stream, shutdown).await;
+        while let Some(stream) = reused {
+            reused = self.app.process_new(stream, shutdown).await;
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.app.cleanup().await;
+    }
+}
+
+/// When a coalesced connection's flushed writes leave (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flush {
+    /// At the end of the worker's pass, with the pass's other answers.
+    EndOfPass,
+    /// At once, as a plain write buffer.
+    AtOnce,
+}
+
+impl Flush {
+    /// The mode of the worker that runs the caller: [`Flush::EndOfPass`] on a
+    /// current-thread runtime (`threads: 1`), else [`Flush::AtOnce`]. Taken from the
+    /// runtime rather than the config because the flusher is correct only where tasks
+    /// stay on their thread.
+    fn of_this_worker() -> Flush {
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::CurrentThread) => Flush::EndOfPass,
+            _ => Flush::AtOnce,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
