@@ -162,6 +162,12 @@ pub(crate) struct HeadRules {
     pub(crate) max_uri_length: usize,
     /// The most header lines (`max_header_count`).
     pub(crate) max_header_count: usize,
+    /// A new connection's first request head, whole, from accept
+    /// (`request_header_timeout`).
+    pub(crate) request_header_timeout: std::time::Duration,
+    /// A kept-alive connection's next request head, whole, from the previous request's
+    /// end (`keepalive_timeout`).
+    pub(crate) keepalive_timeout: std::time::Duration,
 }
 
 impl Default for HeadRules {
@@ -171,6 +177,8 @@ impl Default for HeadRules {
             max_header_size: 64 * 1024,
             max_uri_length: 8 * 1024,
             max_header_count: 100,
+            request_header_timeout: std::time::Duration::from_secs(10),
+            keepalive_timeout: std::time::Duration::from_secs(60),
         }
     }
 }

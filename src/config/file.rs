@@ -136,6 +136,10 @@ pub(crate) struct ListenerSection {
     pub(crate) max_uri_length: Option<crate::vocab::Text>,
     /// The most request header lines (http only).
     pub(crate) max_header_count: Option<usize>,
+    /// A new connection's first request head, whole (http only).
+    pub(crate) request_header_timeout: Option<String>,
+    /// A kept-alive connection's next request head, whole (http only).
+    pub(crate) keepalive_timeout: Option<String>,
     /// Whether a worker's answers are sent together (http only), default true.
     pub(crate) coalesce: Option<bool>,
 }

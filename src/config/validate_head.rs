@@ -1,10 +1,11 @@
 //! An HTTP listener's rules for request heads (`normalize_path`,
-//! `max_request_header_size`, `max_uri_length`, `max_header_count`), each checked
-//! against the range it may take.
+//! `max_request_header_size`, `max_uri_length`, `max_header_count`,
+//! `request_header_timeout`, `keepalive_timeout`), each checked against the range it
+//! may take.
 
 use super::file::ListenerSection;
 use super::problems::{join, Problems};
-use super::values::size;
+use super::values::{duration, size};
 use crate::vocab::HeadRules;
 
 /// Pingora refuses heads past about 1 MiB and more than 256 header lines itself.
@@ -40,6 +41,18 @@ pub(super) fn rules(path: &str, s: &ListenerSection, p: &mut Problems) -> HeadRu
         max_header_size: head.flatten().unwrap_or(d.max_header_size),
         max_uri_length: uri.flatten().unwrap_or(d.max_uri_length),
         max_header_count: count.unwrap_or(d.max_header_count),
+        request_header_timeout: duration(
+            s.request_header_timeout.as_deref(),
+            &join(path, "request_header_timeout"),
+            "10s",
+            p,
+        ),
+        keepalive_timeout: duration(
+            s.keepalive_timeout.as_deref(),
+            &join(path, "keepalive_timeout"),
+            "60s",
+            p,
+        ),
     }
 }
 
@@ -53,6 +66,8 @@ pub(super) fn not_on_tcp(path: &str, s: &ListenerSection, p: &mut Problems) {
         ),
         ("max_uri_length", s.max_uri_length.is_some()),
         ("max_header_count", s.max_header_count.is_some()),
+        ("request_header_timeout", s.request_header_timeout.is_some()),
+        ("keepalive_timeout", s.keepalive_timeout.is_some()),
     ];
     for (key, _) in given.iter().filter(|(_, given)| *given) {
         p.add(join(path, key), "is for http listeners only");

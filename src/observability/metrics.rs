@@ -24,6 +24,7 @@ pub(crate) struct Metrics {
     http_duration: HistogramVec,
     http_active: IntGaugeVec,
     http_refused: IntCounterVec,
+    http_timeouts: IntCounterVec,
     tcp_connections: IntCounterVec,
     tcp_active: IntGaugeVec,
     tcp_bytes: IntCounterVec,
@@ -204,6 +205,11 @@ impl Metrics {
                 "HTTP requests in flight",
                 &["listener"],
             ),
+            http_timeouts: counter(
+                "tioga_http_timeouts_total",
+                "HTTP connections closed because a request head was not complete in time",
+                &["listener", "phase"],
+            ),
             http_refused: counter(
                 "tioga_http_refused_total",
                 "HTTP requests refused before routing (head too large, bad path, ...)",
@@ -286,6 +292,13 @@ impl Metrics {
             listener: listener.into(),
             refused: self.http_refused.clone(),
         }
+    }
+
+    /// The head-timeout counters of HTTP listener `listener`: a new connection's first
+    /// head (`request_header`), a kept-alive connection's next one (`keepalive`).
+    pub(crate) fn head_timeouts(&self, listener: &str) -> [IntCounter; 2] {
+        ["request_header", "keepalive"]
+            .map(|phase| self.http_timeouts.with_label_values(&[listener, phase]))
     }
 
     /// Handles for TCP listener `listener` forwarding to `pool`.

@@ -158,6 +158,7 @@ impl ProxyHttp for HttpProxy {
     /// Runs first: picks the route (no route → 404), then runs the route's filters'
     /// request hooks in order; the first that answers ends the request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        super::accept::head_parsed();
         ctx._active = self.metrics.track();
         ctx.client = session.client_addr().and_then(|a| a.as_inet()).copied();
         if let Err(refusal) = super::head::check(session.req_header_mut(), &self.head_rules) {
@@ -319,6 +320,7 @@ impl ProxyHttp for HttpProxy {
 
     /// Runs when the request is done: counts it and writes its access-log line.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        super::accept::request_done();
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())

@@ -9,7 +9,7 @@ use crate::observability::access_log::AccessLog;
 use crate::observability::admin::Admin;
 use crate::observability::metrics::Metrics;
 use crate::observability::status::{ListenerInfo, ListenerStatus, RouteStatus, Status};
-use crate::proxy::accept::Stack;
+use crate::proxy::accept::{HeadTimeouts, Stack};
 use crate::proxy::http::{HttpProxy, RouteTarget};
 use crate::proxy::tcp::TcpProxy;
 use crate::routing::RouteTable;
@@ -141,7 +141,12 @@ fn listener(
             };
             let mut app = pingora_proxy::HttpProxy::new(proxy, conf.clone());
             app.handle_init_modules();
-            let stack = Stack::http(tls, coalesce);
+            let timeouts = HeadTimeouts {
+                request_header: head.request_header_timeout,
+                keepalive: head.keepalive_timeout,
+                counters: shared.metrics.head_timeouts(&l.name),
+            };
+            let stack = Stack::http(tls, coalesce, timeouts);
             Ok((serve(&stack, service_name, app, &l.binds, &l.name)?, status))
         }
         ListenerKind::Tcp {

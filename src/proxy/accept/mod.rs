@@ -9,6 +9,10 @@
 //!    so a shutdown cannot drop it unanswered. On for HTTP listeners.
 //! 3. [`coalesce`]: the connection's write buffer, which sends a worker's answers
 //!    together. HTTP listeners' `coalesce` (default true).
+//! 4. [`head_timeout`]: each request's head must be complete by a deadline, or the
+//!    connection is closed. HTTP listeners' `request_header_timeout` and
+//!    `keepalive_timeout`; plain and TLS connections alike. Its deadline for a new
+//!    connection starts at accept, so it also bounds the first-request guard's wait.
 //!
 //! The per-connection layers (2 and 3) apply to plain-TCP connections only: a TLS
 //! handshake has already read from the client, and TLS endpoints keep Pingora's
@@ -32,6 +36,9 @@
 mod buffering;
 mod coalesce;
 mod first_request;
+mod head_timeout;
+
+pub(crate) use head_timeout::{head_parsed, request_done, HeadTimeouts};
 
 use crate::vocab::TlsSpec;
 use async_trait::async_trait;
@@ -53,6 +60,7 @@ pub(crate) struct Stack {
     tls: Option<TlsSpec>,
     buffering: Buffering,
     layers: Layers,
+    timeouts: Option<HeadTimeouts>,
 }
 
 /// The per-connection layers that are on.
@@ -65,8 +73,9 @@ struct Layers {
 impl Stack {
     /// An HTTP listener's: the first-request guard, and coalescing as `coalesce` says,
     /// which replaces Pingora's write buffer on plain endpoints.
-    pub(crate) fn http(tls: Option<TlsSpec>, coalesce: bool) -> Stack {
+    pub(crate) fn http(tls: Option<TlsSpec>, coalesce: bool, timeouts: HeadTimeouts) -> Stack {
         Stack {
+            timeouts: Some(timeouts),
             tls,
             buffering: if coalesce {
                 Buffering::None
@@ -84,6 +93,7 @@ impl Stack {
     /// gets Pingora's plain stream and may splice from its socket (`splice`).
     pub(crate) fn tcp() -> Stack {
         Stack {
+            timeouts: None,
             tls: None,
             buffering: Buffering::None,
             layers: Layers {
@@ -105,11 +115,12 @@ impl Stack {
         A: ServerApp + Send + Sync + 'static,
     {
         let layers = self.layers;
-        if !layers.first_request && !layers.coalesce {
+        if !layers.first_request && !layers.coalesce && self.timeouts.is_none() {
             return self.listen(Service::new(name, app), binds);
         }
         let app = App {
             layers,
+            timeouts: self.timeouts.clone(),
             app: Arc::new(app),
         };
         self.listen(Service::new(name, app), binds)
@@ -154,6 +165,7 @@ impl Layers {
 /// An app behind its listener's per-connection layers.
 struct App<A> {
     layers: Layers,
+    timeouts: Option<HeadTimeouts>,
     app: Arc<A>,
 }
 
@@ -164,14 +176,20 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for App<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let stream = self.layers.apply(stream).await?;
-        // A stream the app hands back goes to it again, as Pingora would, without
-        // passing the layers twice.
-        let mut reused = self.app.process_new(stream, shutdown).await;
-        while let Some(stream) = reused {
-            reused = self.app.process_new(stream, shutdown).await;
+        let connection = async {
+            let stream = self.layers.apply(stream).await?;
+            // A stream the app hands back goes to it again, as Pingora would, without
+            // passing the layers twice.
+            let mut reused = self.app.process_new(stream, shutdown).await;
+            while let Some(stream) = reused {
+                reused = self.app.process_new(stream, shutdown).await;
+            }
+            None
+        };
+        match &self.timeouts {
+            Some(timeouts) => timeouts.guard(connection).await,
+            None => connection.await,
         }
-        None
     }
 
     async fn cleanup(&self) {

@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpStream};
 #[test]
 fn coalescing_replaces_the_write_buffer_and_nothing_else_does() {
     for coalesce in [true, false] {
-        let stack = Stack::http(None, coalesce);
+        let stack = Stack::http(None, coalesce, HeadTimeouts::unlimited());
         assert!(stack.layers.first_request);
         assert_eq!(stack.layers.coalesce, coalesce);
         let expected = if coalesce {
@@ -38,7 +38,7 @@ async fn accepted(sent: &[u8]) -> (Stream, TcpStream) {
 async fn the_guard_puts_the_first_bytes_back_and_coalescing_wraps_the_stream() {
     for coalesce in [true, false] {
         let (stream, _client) = accepted(b"hello").await;
-        let mut stream = Stack::http(None, coalesce)
+        let mut stream = Stack::http(None, coalesce, HeadTimeouts::unlimited())
             .layers
             .apply(stream)
             .await
@@ -55,5 +55,9 @@ async fn the_guard_puts_the_first_bytes_back_and_coalescing_wraps_the_stream() {
 async fn a_client_that_leaves_without_a_word_is_not_handed_on() {
     let (stream, client) = accepted(b"").await;
     drop(client);
-    assert!(Stack::http(None, true).layers.apply(stream).await.is_none());
+    assert!(Stack::http(None, true, HeadTimeouts::unlimited())
+        .layers
+        .apply(stream)
+        .await
+        .is_none());
 }
