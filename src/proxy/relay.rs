@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -97,12 +98,27 @@ impl<'a> Relay<'a> {
         drained: impl Future<Output = ()>,
         totals: &mut Totals,
     ) -> io::Result<()> {
+        // Both directions run until both reach EOF; an error in either (a reset, on
+        // either side) ends the other at once, instead of leaving it to the idle
+        // timeout.
         let both = async {
-            let (a, b) = tokio::join!(
-                inbound.run(self.tally(self.counters.0, &mut totals.bytes_in)),
-                outbound.run(self.tally(self.counters.1, &mut totals.bytes_out)),
-            );
-            a.and(b)
+            let mut inbound = pin!(inbound.run(self.tally(self.counters.0, &mut totals.bytes_in)));
+            let mut outbound =
+                pin!(outbound.run(self.tally(self.counters.1, &mut totals.bytes_out)));
+            let (mut inbound_done, mut outbound_done) = (false, false);
+            while !(inbound_done && outbound_done) {
+                tokio::select! {
+                    r = &mut inbound, if !inbound_done => {
+                        r?;
+                        inbound_done = true;
+                    }
+                    r = &mut outbound, if !outbound_done => {
+                        r?;
+                        outbound_done = true;
+                    }
+                }
+            }
+            Ok(())
         };
         tokio::select! {
             r = both => r,

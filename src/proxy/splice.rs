@@ -74,6 +74,15 @@ impl Source<'_> {
     }
 }
 
+impl Source<'_> {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Source::Upstream(s) => s.as_fd(),
+            Source::Client(half) => half.borrow(),
+        }
+    }
+}
+
 impl Sink<'_> {
     /// Writes all of `data` (and flushes Pingora's stream).
     async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
@@ -140,6 +149,12 @@ impl Direction for Spliced<'_> {
             Err(e) => Err(e),
         };
         let other_over = self.finished.swap(true, Ordering::Relaxed);
+        if moved.is_err() {
+            // One side reset (or failed): make both sockets send a reset when they
+            // close, which happens as the relay ends, so the other peer learns at once.
+            reset_on_close(self.from.fd());
+            reset_on_close(self.to.fd());
+        }
         match moved {
             Ok(()) if !other_over => {
                 let fd = self.to.fd().as_raw_fd();
@@ -148,6 +163,17 @@ impl Direction for Spliced<'_> {
             }
             other => other,
         }
+    }
+}
+
+/// Makes closing `fd` send a reset instead of a FIN (`SO_LINGER` of zero).
+fn reset_on_close(fd: BorrowedFd<'_>) {
+    let abort = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    if let Err(e) = nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::Linger, &abort) {
+        log::debug!("SO_LINGER on a relayed socket: {e}");
     }
 }
 
