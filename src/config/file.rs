@@ -140,6 +140,8 @@ pub(crate) struct ListenerSection {
     pub(crate) request_header_timeout: Option<String>,
     /// A kept-alive connection's next request head, whole (http only).
     pub(crate) keepalive_timeout: Option<String>,
+    /// The most connections open at once; beyond it new ones are closed.
+    pub(crate) max_connections: Option<usize>,
     /// Whether a worker's answers are sent together (http only), default true.
     pub(crate) coalesce: Option<bool>,
 }

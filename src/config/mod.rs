@@ -88,6 +88,8 @@ pub(crate) struct ListenerSpec {
     pub(crate) name: String,
     /// Addresses to listen on.
     pub(crate) binds: Vec<SocketAddr>,
+    /// The most connections open at once (`max_connections`); `None`: no limit.
+    pub(crate) max_connections: Option<usize>,
     /// Protocol-specific settings.
     pub(crate) kind: ListenerKind,
 }

@@ -16,6 +16,9 @@ use crate::filter::Registry;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 
+/// The most `max_connections` a listener takes.
+const MAX_CONNECTIONS: usize = 10_000_000;
+
 /// The most worker threads per listener.
 const MAX_THREADS: usize = 1024;
 
@@ -296,9 +299,20 @@ fn listener(
             None
         }
     }?;
+    let max_connections = s.max_connections.filter(|n| {
+        let ok = (1..=MAX_CONNECTIONS).contains(n);
+        if !ok {
+            p.add(
+                join(&path, "max_connections"),
+                format!("{n} is out of range: 1 to {MAX_CONNECTIONS}"),
+            );
+        }
+        ok
+    });
     Some(ListenerSpec {
         name: name.to_string(),
         binds,
+        max_connections,
         kind,
     })
 }

@@ -25,6 +25,7 @@ pub(crate) struct Metrics {
     http_active: IntGaugeVec,
     http_refused: IntCounterVec,
     http_timeouts: IntCounterVec,
+    connections_refused: IntCounterVec,
     tcp_connections: IntCounterVec,
     tcp_active: IntGaugeVec,
     tcp_bytes: IntCounterVec,
@@ -205,6 +206,11 @@ impl Metrics {
                 "HTTP requests in flight",
                 &["listener"],
             ),
+            connections_refused: counter(
+                "tioga_listener_connections_refused_total",
+                "Connections closed at once because the listener had max_connections open",
+                &["listener"],
+            ),
             http_timeouts: counter(
                 "tioga_http_timeouts_total",
                 "HTTP connections closed because a request head was not complete in time",
@@ -292,6 +298,11 @@ impl Metrics {
             listener: listener.into(),
             refused: self.http_refused.clone(),
         }
+    }
+
+    /// Counts connections a listener refused at `max_connections`.
+    pub(crate) fn connections_refused(&self, listener: &str) -> IntCounter {
+        self.connections_refused.with_label_values(&[listener])
     }
 
     /// The head-timeout counters of HTTP listener `listener`: a new connection's first

@@ -9,7 +9,7 @@ use crate::observability::access_log::AccessLog;
 use crate::observability::admin::Admin;
 use crate::observability::metrics::Metrics;
 use crate::observability::status::{ListenerInfo, ListenerStatus, RouteStatus, Status};
-use crate::proxy::accept::{HeadTimeouts, Stack};
+use crate::proxy::accept::{HeadTimeouts, Limit, Stack};
 use crate::proxy::http::{HttpProxy, RouteTarget};
 use crate::proxy::tcp::TcpProxy;
 use crate::routing::RouteTable;
@@ -110,6 +110,9 @@ fn listener(
         binds: l.binds.iter().map(ToString::to_string).collect(),
         tls: matches!(&l.kind, ListenerKind::Http { tls: Some(_), .. }),
     };
+    let limit = l
+        .max_connections
+        .map(|max| Limit::new(max, shared.metrics.connections_refused(&l.name)));
     match l.kind {
         ListenerKind::Http {
             tls,
@@ -146,7 +149,7 @@ fn listener(
                 keepalive: head.keepalive_timeout,
                 counters: shared.metrics.head_timeouts(&l.name),
             };
-            let stack = Stack::http(tls, coalesce, timeouts);
+            let stack = Stack::http(tls, coalesce, timeouts).with_limit(limit);
             Ok((serve(&stack, service_name, app, &l.binds, &l.name)?, status))
         }
         ListenerKind::Tcp {
@@ -170,7 +173,13 @@ fn listener(
                 metrics: app.metrics.clone(),
             };
             Ok((
-                serve(&Stack::tcp(), service_name, app, &l.binds, &l.name)?,
+                serve(
+                    &Stack::tcp().with_limit(limit),
+                    service_name,
+                    app,
+                    &l.binds,
+                    &l.name,
+                )?,
                 status,
             ))
         }

@@ -9,6 +9,8 @@
 //!    so a shutdown cannot drop it unanswered. On for HTTP listeners.
 //! 3. [`coalesce`]: the connection's write buffer, which sends a worker's answers
 //!    together. HTTP listeners' `coalesce` (default true).
+//! 0. [`limit`]: before any other layer, a listener with `max_connections` open closes
+//!    new connections at once. HTTP and TCP listeners alike; off by default.
 //! 4. [`head_timeout`]: each request's head must be complete by a deadline, or the
 //!    connection is closed. HTTP listeners' `request_header_timeout` and
 //!    `keepalive_timeout`; plain and TLS connections alike. Its deadline for a new
@@ -37,8 +39,10 @@ mod buffering;
 mod coalesce;
 mod first_request;
 mod head_timeout;
+mod limit;
 
 pub(crate) use head_timeout::{head_parsed, request_done, HeadTimeouts};
+pub(crate) use limit::Limit;
 
 use crate::vocab::TlsSpec;
 use async_trait::async_trait;
@@ -61,6 +65,7 @@ pub(crate) struct Stack {
     buffering: Buffering,
     layers: Layers,
     timeouts: Option<HeadTimeouts>,
+    limit: Option<Limit>,
 }
 
 /// The per-connection layers that are on.
@@ -75,6 +80,7 @@ impl Stack {
     /// which replaces Pingora's write buffer on plain endpoints.
     pub(crate) fn http(tls: Option<TlsSpec>, coalesce: bool, timeouts: HeadTimeouts) -> Stack {
         Stack {
+            limit: None,
             timeouts: Some(timeouts),
             tls,
             buffering: if coalesce {
@@ -93,6 +99,7 @@ impl Stack {
     /// gets Pingora's plain stream and may splice from its socket (`splice`).
     pub(crate) fn tcp() -> Stack {
         Stack {
+            limit: None,
             timeouts: None,
             tls: None,
             buffering: Buffering::None,
@@ -101,6 +108,12 @@ impl Stack {
                 coalesce: false,
             },
         }
+    }
+
+    /// Closes new connections at once while `limit` are open (layer 0).
+    pub(crate) fn with_limit(mut self, limit: Option<Limit>) -> Stack {
+        self.limit = limit;
+        self
     }
 
     /// The Pingora service that serves `app` on `binds` through this stack. Fails when
@@ -115,11 +128,16 @@ impl Stack {
         A: ServerApp + Send + Sync + 'static,
     {
         let layers = self.layers;
-        if !layers.first_request && !layers.coalesce && self.timeouts.is_none() {
+        if !layers.first_request
+            && !layers.coalesce
+            && self.timeouts.is_none()
+            && self.limit.is_none()
+        {
             return self.listen(Service::new(name, app), binds);
         }
         let app = App {
             layers,
+            limit: self.limit.clone(),
             timeouts: self.timeouts.clone(),
             app: Arc::new(app),
         };
@@ -165,6 +183,7 @@ impl Layers {
 /// An app behind its listener's per-connection layers.
 struct App<A> {
     layers: Layers,
+    limit: Option<Limit>,
     timeouts: Option<HeadTimeouts>,
     app: Arc<A>,
 }
@@ -176,6 +195,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for App<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // Dropping `stream` closes a refused connection.
+        let _slot = match &self.limit {
+            Some(limit) => Some(limit.admit()?),
+            None => None,
+        };
         let connection = async {
             let stream = self.layers.apply(stream).await?;
             // A stream the app hands back goes to it again, as Pingora would, without
