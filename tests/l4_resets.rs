@@ -88,16 +88,15 @@ fn connected(listen: SocketAddr, rx: &mpsc::Receiver<TcpStream>) -> (TcpStream, 
     (client, server)
 }
 
-#[test]
-fn a_client_reset_reaches_the_backend_at_once() {
-    let (listen, rx, _tioga) = relay();
-    let (client, server) = connected(listen, &rx);
+/// Resets `resetting` and asserts that `reading`, the other end of the relay, learns
+/// of it at once, as a reset.
+fn assert_reset_passed_on(resetting: TcpStream, reading: TcpStream, side: &str) {
     let sent = Instant::now();
-    reset(client);
-    let (how, when) = read_until_end(server);
+    reset(resetting);
+    let (how, when) = read_until_end(reading);
     assert!(
         when - sent < PROMPTLY,
-        "the backend's side ended after {:?}",
+        "the {side}'s side ended after {:?}",
         when - sent
     );
     assert_eq!(
@@ -108,22 +107,17 @@ fn a_client_reset_reaches_the_backend_at_once() {
 }
 
 #[test]
+fn a_client_reset_reaches_the_backend_at_once() {
+    let (listen, rx, _tioga) = relay();
+    let (client, server) = connected(listen, &rx);
+    assert_reset_passed_on(client, server, "backend");
+}
+
+#[test]
 fn a_backend_reset_reaches_a_client_that_only_reads() {
     let (listen, rx, _tioga) = relay();
     let (client, server) = connected(listen, &rx);
-    let sent = Instant::now();
-    reset(server);
-    let (how, when) = read_until_end(client);
-    assert!(
-        when - sent < PROMPTLY,
-        "the client's side ended after {:?}",
-        when - sent
-    );
-    assert_eq!(
-        how.map_err(|e| e.kind()),
-        Err(ErrorKind::ConnectionReset),
-        "passed on as a reset"
-    );
+    assert_reset_passed_on(server, client, "client");
 }
 
 #[test]
