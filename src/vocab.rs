@@ -183,11 +183,31 @@ impl Default for HeadRules {
     }
 }
 
-/// Certificate and key files for TLS termination.
+/// TLS termination on a listener (`listeners.NAME.tls`).
 #[derive(Debug, Clone)]
 pub(crate) struct TlsSpec {
-    /// PEM certificate chain.
+    /// The certificates, in file order: chosen by SNI, the first when none matches.
+    pub(crate) certs: Vec<CertFiles>,
+    /// Client certificates must be signed by one of these CAs (mTLS), when given.
+    pub(crate) client_ca: Option<std::path::PathBuf>,
+    /// The oldest TLS version accepted.
+    pub(crate) min_version: TlsVersion,
+}
+
+/// One certificate chain and its private key, as PEM files.
+#[derive(Debug, Clone)]
+pub(crate) struct CertFiles {
+    /// PEM certificate chain, leaf first.
     pub(crate) cert: std::path::PathBuf,
     /// PEM private key.
     pub(crate) key: std::path::PathBuf,
+}
+
+/// A TLS protocol version (`min_version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TlsVersion {
+    /// TLS 1.2.
+    V1_2,
+    /// TLS 1.3.
+    V1_3,
 }

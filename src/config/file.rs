@@ -86,6 +86,10 @@ pub(crate) struct PoolSection {
     pub(crate) read_timeout: Option<String>,
     /// Extra attempts on another backend when connecting fails, default 1.
     pub(crate) retries: Option<usize>,
+    /// `http1` (default), `h2` (TLS, ALPN) or `h2c`.
+    pub(crate) protocol: Option<String>,
+    /// TLS to the backends.
+    pub(crate) tls: Option<PoolTlsSection>,
 }
 
 /// `pools.NAME.health_check`.
@@ -144,16 +148,46 @@ pub(crate) struct ListenerSection {
     pub(crate) max_connections: Option<usize>,
     /// Whether a worker's answers are sent together (http only), default true.
     pub(crate) coalesce: Option<bool>,
+    /// HTTP/2: by ALPN on TLS (default true), h2c prior knowledge on plain (default false).
+    pub(crate) http2: Option<bool>,
 }
 
-/// `listeners.NAME.tls`.
+/// `listeners.NAME.tls`: one `cert`/`key` pair, or a `certs` list.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TlsSection {
     /// PEM certificate chain.
+    pub(crate) cert: Option<String>,
+    /// PEM private key.
+    pub(crate) key: Option<String>,
+    /// Several certificates, chosen by SNI.
+    pub(crate) certs: Option<Vec<CertSection>>,
+    /// PEM CA certificates that sign the client certificates (mTLS).
+    pub(crate) client_ca: Option<String>,
+    /// `"1.2"` (default) or `"1.3"`.
+    pub(crate) min_version: Option<crate::vocab::Text>,
+}
+
+/// `listeners.NAME.tls.certs[i]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CertSection {
+    /// PEM certificate chain.
     pub(crate) cert: String,
     /// PEM private key.
     pub(crate) key: String,
+}
+
+/// `pools.NAME.tls`: TLS to the backends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PoolTlsSection {
+    /// The name sent as SNI and checked against the backend's certificate.
+    pub(crate) sni: Option<String>,
+    /// Whether the backend's certificate is verified, default true.
+    pub(crate) verify: Option<bool>,
+    /// PEM CA certificates to trust instead of the system's.
+    pub(crate) ca: Option<String>,
 }
 
 /// `listeners.NAME.routes[i]`.

@@ -14,11 +14,12 @@ pub(crate) mod validate;
 mod validate_head;
 mod validate_listener;
 mod validate_pool;
+mod validate_tls;
 mod values;
 
 use crate::routing::Matcher;
 pub(crate) use crate::upstream::{BackendSpec, HealthCheckSpec, PoolSpec};
-pub(crate) use crate::vocab::{Balance, HashKey, Probe, TlsSpec};
+pub(crate) use crate::vocab::{Balance, CertFiles, HashKey, Probe, TlsSpec, TlsVersion};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -107,6 +108,8 @@ pub(crate) enum ListenerKind {
         head: crate::vocab::HeadRules,
         /// Whether plain connections send a worker's answers together (`coalesce`).
         coalesce: bool,
+        /// HTTP/2: offered by ALPN with TLS, h2c prior knowledge without (`http2`).
+        http2: bool,
     },
     /// An L4 TCP listener.
     Tcp {

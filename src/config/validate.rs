@@ -102,7 +102,10 @@ fn build(file: &Path, root: &Value, filters: &Registry, p: &mut Problems) -> Opt
         .collect::<Vec<_>>();
     let pools = raw_pools
         .iter()
-        .filter_map(|(name, v)| super::validate_pool::pool(name, v, p))
+        .filter_map(|(name, v)| {
+            let base = file.parent().unwrap_or(std::path::Path::new("."));
+            super::validate_pool::pool(name, v, base, p)
+        })
         .collect::<Vec<_>>();
     check_binds(&listeners, admin, p);
     Some(Config {

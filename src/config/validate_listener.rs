@@ -5,7 +5,7 @@
 use super::file::{ListenerSection, RouteSection};
 use super::problems::{join, Problems};
 use super::values::{check_pool, duration_or_zero};
-use super::{FilterSpec, ListenerKind, RouteSpec, TlsSpec};
+use super::{FilterSpec, ListenerKind, RouteSpec};
 use crate::filter::{Registry, Scope};
 use crate::routing::Matcher;
 use serde_yaml::Value;
@@ -53,16 +53,8 @@ pub(super) fn http(
             "busy_poll is for tcp listeners (it applies to their zero-copy relay)",
         );
     }
-    let tls = s.tls.as_ref().and_then(|t| {
-        let tls_path = join(path, "tls");
-        let base = cx.file.parent().unwrap_or(Path::new("."));
-        let cert = pem_file(base, &t.cert, &join(&tls_path, "cert"), "CERTIFICATE", p);
-        let key = pem_file(base, &t.key, &join(&tls_path, "key"), "PRIVATE KEY", p);
-        Some(TlsSpec {
-            cert: cert?,
-            key: key?,
-        })
-    });
+    let base = cx.file.parent().unwrap_or(Path::new("."));
+    let tls = (s.tls.as_ref()).and_then(|t| super::validate_tls::listener(base, path, t, p));
     let routes_path = join(path, "routes");
     let Some(raw_routes) = &s.routes else {
         p.add(
@@ -94,6 +86,7 @@ pub(super) fn http(
         routes,
         head,
         coalesce: s.coalesce.unwrap_or(true),
+        http2: s.http2.unwrap_or(s.tls.is_some()),
     })
 }
 
@@ -156,6 +149,9 @@ pub(super) fn tcp(
         );
     }
     super::validate_head::not_on_tcp(path, s, p);
+    if s.http2.is_some() {
+        p.add(join(path, "http2"), "http2 is for http listeners");
+    }
     if s.coalesce.is_some() {
         p.add(
             join(path, "coalesce"),
@@ -231,7 +227,13 @@ fn filters(
 
 /// Checks that a PEM file can be read and holds a block of `kind`. Relative paths are
 /// taken from the working directory first, then from the config file's folder.
-fn pem_file(base: &Path, name: &str, path: &str, kind: &str, p: &mut Problems) -> Option<PathBuf> {
+pub(super) fn pem_file(
+    base: &Path,
+    name: &str,
+    path: &str,
+    kind: &str,
+    p: &mut Problems,
+) -> Option<PathBuf> {
     let direct = PathBuf::from(name);
     let file = if direct.is_relative() && !direct.exists() {
         base.join(&direct)

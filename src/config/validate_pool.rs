@@ -12,7 +12,12 @@ use serde_yaml::Value;
 const MAX_RETRIES: usize = 100;
 const MAX_RISE_FALL: usize = 1000;
 
-pub(super) fn pool(name: &str, value: &Value, p: &mut Problems) -> Option<PoolSpec> {
+pub(super) fn pool(
+    name: &str,
+    value: &Value,
+    base: &std::path::Path,
+    p: &mut Problems,
+) -> Option<PoolSpec> {
     let path = format!("pools.{name}");
     let s: PoolSection = p.parse(&path, value)?;
     let backends = backends(&s, &path, p);
@@ -41,6 +46,7 @@ pub(super) fn pool(name: &str, value: &Value, p: &mut Problems) -> Option<PoolSp
         connect_timeout,
         read_timeout,
         retries: retries(s.retries, &path, p),
+        link: super::validate_tls::pool(base, &path, &s, p),
     })
 }
 

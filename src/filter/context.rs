@@ -12,6 +12,7 @@ pub struct Context<'a> {
     pool: &'a str,
     client: Option<SocketAddr>,
     tls: bool,
+    tls_client: Option<&'a str>,
     state: &'a mut http::Extensions,
 }
 
@@ -31,8 +32,16 @@ impl<'a> Context<'a> {
             pool,
             client,
             tls,
+            tls_client: None,
             state,
         }
+    }
+
+    /// The same context, for a client that presented a verified TLS certificate with
+    /// this subject (`None`: no certificate).
+    pub fn with_tls_client(mut self, subject: Option<&'a str>) -> Self {
+        self.tls_client = subject;
+        self
     }
 
     /// The listener's name.
@@ -63,6 +72,12 @@ impl<'a> Context<'a> {
     /// Whether the client connected over TLS.
     pub fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// The subject of the client's TLS certificate, verified against the listener's
+    /// `client_ca` (RFC 4514 text such as `CN=client,O=Example`); `None` without mTLS.
+    pub fn tls_client_subject(&self) -> Option<&str> {
+        self.tls_client
     }
 
     /// This request's state of type `T`, if a filter stored one.

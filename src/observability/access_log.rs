@@ -197,6 +197,8 @@ mod tests {
             bytes_in: 0,
             bytes_out: 0,
             retries: 0,
+            tls_client: None,
+            grpc_status: None,
         }
     }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub(crate) struct Entry<'a> {
     /// When it ended (RFC 3339).
     pub(crate) time: SystemTime,
-    /// `http` or `tcp`.
+    /// `http/1.1`, `http/1.0` or `h2` for an HTTP request; `tcp` for a connection.
     pub(crate) protocol: &'static str,
     /// Client address.
     pub(crate) client: Option<SocketAddr>,
@@ -51,6 +51,10 @@ pub(crate) struct Entry<'a> {
     pub(crate) bytes_out: u64,
     /// Attempts on another backend after a connect failure.
     pub(crate) retries: u32,
+    /// The verified subject of the client's TLS certificate (mTLS), when it sent one.
+    pub(crate) tls_client: Option<&'a str>,
+    /// A gRPC call's `grpc-status`, when the backend ended it with a non-zero one.
+    pub(crate) grpc_status: Option<u32>,
 }
 
 /// Formats one entry, newline included.
@@ -99,6 +103,15 @@ fn json(e: &Entry<'_>, out: &mut Vec<u8>) {
     int(out, e.bytes_out);
     out.extend_from_slice(b",\"retries\":");
     int(out, e.retries);
+    // Written only when there is one: most requests have neither.
+    if let Some(subject) = e.tls_client {
+        out.extend_from_slice(b",\"tls_client\":");
+        string(out, subject);
+    }
+    if let Some(status) = e.grpc_status {
+        out.extend_from_slice(b",\"grpc_status\":");
+        int(out, status);
+    }
     out.push(b'}');
 }
 
@@ -114,7 +127,9 @@ fn combined(e: &Entry<'_>, out: &mut Vec<u8>) {
     quoted(out, e.method);
     out.push(b' ');
     quoted(out, e.path);
-    out.extend_from_slice(b" HTTP/1.1\" ");
+    out.push(b' ');
+    out.extend_from_slice(request_version(e.protocol).as_bytes());
+    out.extend_from_slice(b"\" ");
     int(out, e.status);
     out.push(b' ');
     int(out, e.bytes_out);
@@ -146,6 +161,24 @@ fn combined(e: &Entry<'_>, out: &mut Vec<u8>) {
     int(out, e.bytes_in);
     out.extend_from_slice(b" retries=");
     int(out, e.retries);
+    if let Some(status) = e.grpc_status {
+        out.extend_from_slice(b" grpc_status=");
+        int(out, status);
+    }
+    if let Some(subject) = e.tls_client {
+        out.extend_from_slice(b" tls_client=\"");
+        quoted(out, subject);
+        out.push(b'"');
+    }
+}
+
+/// The request line's version in a combined line.
+fn request_version(protocol: &str) -> &'static str {
+    match protocol {
+        "h2" => "HTTP/2.0",
+        "http/1.0" => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
 }
 
 /// `value` as JSON, or `null`.
@@ -294,7 +327,7 @@ mod tests {
     fn entry() -> Entry<'static> {
         Entry {
             time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_007),
-            protocol: "http",
+            protocol: "http/1.1",
             client: Some("127.0.0.1:5000".parse().unwrap()),
             listener: "web",
             route: Some("web[0]"),
@@ -311,6 +344,8 @@ mod tests {
             bytes_in: 0,
             bytes_out: 42,
             retries: 1,
+            tls_client: None,
+            grpc_status: None,
         }
     }
 
@@ -325,7 +360,7 @@ mod tests {
     fn json_lines_carry_every_field() {
         let v = json_of(&entry());
         assert_eq!(v["time"], "2023-11-14T22:13:20.007Z");
-        assert_eq!(v["protocol"], "http");
+        assert_eq!(v["protocol"], "http/1.1");
         assert_eq!(v["client"], "127.0.0.1:5000");
         assert_eq!(v["listener"], "web");
         assert_eq!(v["route"], "web[0]");
@@ -363,7 +398,7 @@ mod tests {
         let mut out = Vec::new();
         render(&entry(), Format::Combined, &mut out);
         let line = String::from_utf8(out).unwrap();
-        assert_eq!(line, "127.0.0.1 - - [2023-11-14T22:13:20.007Z] \"GET /a?b=1 HTTP/1.1\" 200 42 \"-\" \"curl/8\" protocol=http listener=web route=web[0] pool=api backend=[::1]:9001 duration=0.012500 upstream_duration=2.000001 bytes_in=0 retries=1\n");
+        assert_eq!(line, "127.0.0.1 - - [2023-11-14T22:13:20.007Z] \"GET /a?b=1 HTTP/1.1\" 200 42 \"-\" \"curl/8\" protocol=http/1.1 listener=web route=web[0] pool=api backend=[::1]:9001 duration=0.012500 upstream_duration=2.000001 bytes_in=0 retries=1\n");
     }
 
     #[test]

@@ -7,12 +7,13 @@
 //! upstream failures to 502. `X-Forwarded-*` headers are added on the way out; `Host`
 //! is left as the client sent it. Bodies stream through Pingora untouched.
 
+use super::tls::ClientSubject;
 use crate::filter::{Context, Decision, Filter, FilterChain, Hooks, Response};
 use crate::observability::metrics::{GaugeGuard, ListenerMetrics, RouteMetrics};
 use crate::observability::AccessLog;
 use crate::routing::key::request_key;
 use crate::routing::RouteTable;
-use crate::upstream::{Attempt, Pool};
+use crate::upstream::{Attempt, PeerTemplate, Pool};
 use crate::vocab::{Balance, HeadRules};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -37,6 +38,8 @@ pub(crate) struct RouteTarget {
     pub(crate) filters: FilterChain,
     /// The route's request counters.
     pub(crate) metrics: RouteMetrics,
+    /// Makes the pool's peers (its protocol and TLS to the backends).
+    pub(crate) peers: Option<Arc<PeerTemplate>>,
 }
 
 impl RouteTarget {
@@ -75,6 +78,10 @@ pub(crate) struct RequestCtx {
     upstream_start: Option<Instant>,
     upstream_head: Option<Instant>,
     _active: Option<GaugeGuard>,
+    /// The verified subject of the client's certificate (mTLS).
+    tls_client: Option<String>,
+    /// A non-zero `grpc-status` the backend ended the call with.
+    grpc_status: Option<u32>,
 }
 
 impl HttpProxy {
@@ -87,6 +94,7 @@ impl HttpProxy {
         &'a self,
         target: &'a RouteTarget,
         client: Option<SocketAddr>,
+        tls_client: Option<&'a str>,
         state: &'a mut http::Extensions,
     ) -> Context<'a> {
         Context::new(
@@ -97,6 +105,7 @@ impl HttpProxy {
             self.tls,
             state,
         )
+        .with_tls_client(tls_client)
     }
 
     /// Runs `run` for each filter of the request's route that implements `hook`.
@@ -110,7 +119,8 @@ impl HttpProxy {
             return Ok(());
         };
         for f in target.filters.with(hook) {
-            let mut fctx = self.filter_context(target, ctx.client, &mut ctx.state);
+            let tls_client = ctx.tls_client.as_deref();
+            let mut fctx = self.filter_context(target, ctx.client, tls_client, &mut ctx.state);
             run(f, &mut fctx)?;
         }
         Ok(())
@@ -152,6 +162,8 @@ impl ProxyHttp for HttpProxy {
             upstream_start: None,
             upstream_head: None,
             _active: None,
+            tls_client: None,
+            grpc_status: None,
         }
     }
 
@@ -161,6 +173,7 @@ impl ProxyHttp for HttpProxy {
         super::accept::head_parsed();
         ctx._active = self.metrics.track();
         ctx.client = session.client_addr().and_then(|a| a.as_inet()).copied();
+        ctx.tls_client = ClientSubject::of(session.digest()).map(str::to_owned);
         if let Err(refusal) = super::head::check(session.req_header_mut(), &self.head_rules) {
             self.metrics.refused(refusal.reason);
             // The head is not trusted: the connection is not reused.
@@ -180,7 +193,8 @@ impl ProxyHttp for HttpProxy {
         };
         ctx.route = Some(i);
         for f in target.filters.with(Hooks::REQUEST) {
-            let mut fctx = self.filter_context(target, ctx.client, &mut ctx.state);
+            let tls_client = ctx.tls_client.as_deref();
+            let mut fctx = self.filter_context(target, ctx.client, tls_client, &mut ctx.state);
             if let Decision::Respond(resp) = f.request(session.req_header_mut(), &mut fctx).await? {
                 self.respond(session, ctx, resp).await?;
                 return Ok(true);
@@ -224,7 +238,10 @@ impl ProxyHttp for HttpProxy {
                 )
             }
         };
-        let mut peer = HttpPeer::new(addr, false, String::new());
+        let mut peer = match &target.peers {
+            Some(peers) => peers.peer(addr),
+            None => HttpPeer::new(addr, false, String::new()),
+        };
         peer.options.connection_timeout = Some(pool.spec.connect_timeout);
         peer.options.read_timeout = Some(pool.spec.read_timeout);
         ctx.upstream_start.get_or_insert_with(Instant::now);
@@ -277,6 +294,8 @@ impl ProxyHttp for HttpProxy {
         if ctx.upstream_start.is_some() {
             ctx.upstream_head.get_or_insert_with(Instant::now);
         }
+        // A trailers-only gRPC answer carries its status in the head.
+        ctx.grpc_status = super::grpc::failed_status(&resp.headers);
         if session.is_process_shutting_down() {
             // Draining (upgrade or SIGTERM): tell the client to reconnect elsewhere.
             session.set_keepalive(None);
@@ -296,6 +315,19 @@ impl ProxyHttp for HttpProxy {
             f.response_body(body, end_of_stream, fctx)
         })?;
         Ok(None)
+    }
+
+    /// Notes a gRPC call's status from the backend's trailers.
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(status) = super::grpc::failed_status(trailers) {
+            ctx.grpc_status = Some(status);
+        }
+        Ok(())
     }
 
     /// Connecting failed: retry on another backend while `retries` allows.
@@ -377,7 +409,7 @@ impl ProxyHttp for HttpProxy {
 
 /// What the access log needs from the request's context.
 fn ctx_summary<'a>(
-    ctx: &RequestCtx,
+    ctx: &'a RequestCtx,
     target: Option<&'a RouteTarget>,
 ) -> super::http_log::Summary<'a> {
     super::http_log::Summary {
@@ -390,6 +422,8 @@ fn ctx_summary<'a>(
             .zip(ctx.upstream_head)
             .map(|(a, b)| b.duration_since(a)),
         retries: ctx.attempt.as_ref().map_or(0, Attempt::retries),
+        tls_client: ctx.tls_client.as_deref(),
+        grpc_status: ctx.grpc_status,
     }
 }
 

@@ -14,6 +14,8 @@ pub(crate) struct Summary<'a> {
     pub(crate) backend: Option<SocketAddr>,
     pub(crate) upstream: Option<Duration>,
     pub(crate) retries: u32,
+    pub(crate) tls_client: Option<&'a str>,
+    pub(crate) grpc_status: Option<u32>,
 }
 
 fn header(session: &Session, name: http::HeaderName) -> &str {
@@ -36,7 +38,11 @@ pub(crate) fn entry<'a>(
     let req = session.req_header();
     Entry {
         time: SystemTime::now(),
-        protocol: "http",
+        protocol: match req.version {
+            http::Version::HTTP_2 => "h2",
+            http::Version::HTTP_10 => "http/1.0",
+            _ => "http/1.1",
+        },
         client: s.client,
         listener,
         route: s.route,
@@ -47,7 +53,11 @@ pub(crate) fn entry<'a>(
             .uri
             .path_and_query()
             .map_or_else(|| req.uri.path(), |pq| pq.as_str()),
-        host: header(session, http::header::HOST),
+        // HTTP/2 carries the host as `:authority`.
+        host: match header(session, http::header::HOST) {
+            "" => req.uri.authority().map_or("", |a| a.as_str()),
+            host => host,
+        },
         referer: header(session, http::header::REFERER),
         user_agent: header(session, http::header::USER_AGENT),
         status,
@@ -56,5 +66,7 @@ pub(crate) fn entry<'a>(
         bytes_in: session.body_bytes_read() as u64,
         bytes_out: session.body_bytes_sent() as u64,
         retries: s.retries,
+        tls_client: s.tls_client,
+        grpc_status: s.grpc_status,
     }
 }

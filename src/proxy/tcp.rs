@@ -215,6 +215,8 @@ impl TcpProxy {
             bytes_in: o.bytes_in,
             bytes_out: o.bytes_out,
             retries: o.retries,
+            tls_client: None,
+            grpc_status: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! listener — and runs it until a signal ends it.
 
 mod handover;
+mod http2;
 mod runtime_dir;
 mod services;
 mod signals;

@@ -13,7 +13,7 @@ use crate::proxy::accept::{HeadTimeouts, Limit, Stack};
 use crate::proxy::http::{HttpProxy, RouteTarget};
 use crate::proxy::tcp::TcpProxy;
 use crate::routing::RouteTable;
-use crate::upstream::Pool;
+use crate::upstream::{PeerTemplate, Pool};
 use pingora_core::apps::http_app::HttpServer;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::services::listening::Service;
@@ -119,6 +119,7 @@ fn listener(
             routes,
             head,
             coalesce,
+            http2,
         } => {
             let mut route_status = Vec::new();
             let table = RouteTable::new(
@@ -144,12 +145,18 @@ fn listener(
             };
             let mut app = pingora_proxy::HttpProxy::new(proxy, conf.clone());
             app.handle_init_modules();
+            app.server_options = Some(super::http2::server_options(
+                http2 && tls.is_none(),
+                head.keepalive_timeout,
+            ));
             let timeouts = HeadTimeouts {
                 request_header: head.request_header_timeout,
                 keepalive: head.keepalive_timeout,
                 counters: shared.metrics.head_timeouts(&l.name),
             };
-            let stack = Stack::http(tls, coalesce, timeouts).with_limit(limit);
+            let stack = Stack::http(tls, coalesce, timeouts)
+                .with_http2(http2)
+                .with_limit(limit);
             Ok((serve(&stack, service_name, app, &l.binds, &l.name)?, status))
         }
         ListenerKind::Tcp {
@@ -204,6 +211,10 @@ fn route(
         metrics: metrics.clone(),
     });
     let target = RouteTarget {
+        peers: r
+            .pool
+            .as_ref()
+            .map(|p| Arc::new(PeerTemplate::new(&shared.pools[p].spec.link))),
         name: Arc::from(r.name.as_str()),
         pool: r.pool.map(|p| shared.pools[&p].clone()),
         filters: FilterChain::new(r.filters.into_iter().map(|f| f.filter)),

@@ -16,6 +16,7 @@
 
 mod attempt;
 mod health;
+mod link;
 mod selection;
 mod spec;
 pub(crate) mod state;
@@ -23,6 +24,7 @@ pub(crate) mod state;
 use crate::vocab::Balance;
 pub(crate) use attempt::{Attempt, GiveUp};
 use futures::FutureExt;
+pub(crate) use link::{BackendTls, Link, PeerTemplate, Protocol};
 use pingora_core::services::background::{background_service, GenBackgroundService};
 use pingora_load_balancing::discovery::Static;
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};

@@ -22,6 +22,8 @@ pub(crate) struct PoolSpec {
     pub(crate) read_timeout: Duration,
     /// Extra attempts on another backend when connecting fails.
     pub(crate) retries: usize,
+    /// The HTTP version and TLS spoken to the backends.
+    pub(crate) link: super::Link,
 }
 
 /// One backend.

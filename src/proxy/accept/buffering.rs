@@ -10,8 +10,8 @@
 //! rustls reads records in small pieces.
 
 use crate::vocab::TlsSpec;
-use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
+use pingora_error::ErrorType;
 
 /// The buffers of a listener's plain-TCP endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,20 +34,21 @@ impl Buffering {
     }
 
     /// The endpoint at `addr`: plain TCP with these buffers, or TLS with `tls`'s
-    /// certificate and Pingora's buffers. Fails when the certificate or key cannot be
-    /// loaded.
+    /// certificates (h2 offered by ALPN when `http2`) and Pingora's buffers. Fails when
+    /// a certificate or key cannot be loaded.
     pub(super) fn endpoint(
         self,
         addr: &str,
         tls: Option<&TlsSpec>,
+        http2: bool,
     ) -> pingora_error::Result<ListenerConfig> {
         let endpoint = ListenerConfig::tcp(addr);
         Ok(match tls {
             None => endpoint.l4_buffer(self.settings()),
-            Some(t) => endpoint.tls(TlsSettings::intermediate(
-                &t.cert.to_string_lossy(),
-                &t.key.to_string_lossy(),
-            )?),
+            Some(t) => endpoint.tls(
+                crate::proxy::tls::settings(t, http2)
+                    .map_err(|e| pingora_error::Error::explain(ErrorType::InvalidCert, e))?,
+            ),
         })
     }
 }

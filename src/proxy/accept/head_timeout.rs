@@ -39,6 +39,12 @@ pub(crate) fn head_parsed() {
     let _ = CLOCK.try_with(|clock| clock.set(Phase::Busy));
 }
 
+/// Tells the connection's guard that the connection speaks HTTP/2: its streams run in
+/// tasks of their own, which cannot report, so no deadline applies to it any more.
+pub(crate) fn let_go() {
+    let _ = CLOCK.try_with(|clock| clock.set(Phase::Busy));
+}
+
 /// Tells the connection's guard that a request is done: the wait for the next one
 /// starts now.
 pub(crate) fn request_done() {

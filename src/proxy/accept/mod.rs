@@ -15,6 +15,9 @@
 //!    connection is closed. HTTP listeners' `request_header_timeout` and
 //!    `keepalive_timeout`; plain and TLS connections alike. Its deadline for a new
 //!    connection starts at accept, so it also bounds the first-request guard's wait.
+//!    HTTP/1 only: an HTTP/2 connection (h2 by ALPN, or h2c prior knowledge, told by
+//!    the first bytes) is let go of once recognised, since its streams run in tasks of
+//!    their own; Pingora closes it after `keepalive_timeout` without a stream.
 //!
 //! The per-connection layers (2 and 3) apply to plain-TCP connections only: a TLS
 //! handshake has already read from the client, and TLS endpoints keep Pingora's
@@ -49,6 +52,7 @@ use async_trait::async_trait;
 use buffering::Buffering;
 use coalesce::Coalesce;
 use pingora_core::apps::ServerApp;
+use pingora_core::listeners::ALPN;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
@@ -66,6 +70,8 @@ pub(crate) struct Stack {
     layers: Layers,
     timeouts: Option<HeadTimeouts>,
     limit: Option<Limit>,
+    /// HTTP/2: offered by ALPN on TLS endpoints, h2c recognised on plain ones.
+    http2: bool,
 }
 
 /// The per-connection layers that are on.
@@ -81,6 +87,7 @@ impl Stack {
     pub(crate) fn http(tls: Option<TlsSpec>, coalesce: bool, timeouts: HeadTimeouts) -> Stack {
         Stack {
             limit: None,
+            http2: false,
             timeouts: Some(timeouts),
             tls,
             buffering: if coalesce {
@@ -100,6 +107,7 @@ impl Stack {
     pub(crate) fn tcp() -> Stack {
         Stack {
             limit: None,
+            http2: false,
             timeouts: None,
             tls: None,
             buffering: Buffering::None,
@@ -108,6 +116,12 @@ impl Stack {
                 coalesce: false,
             },
         }
+    }
+
+    /// Speaks HTTP/2 besides HTTP/1: offered by ALPN with TLS, h2c without.
+    pub(crate) fn with_http2(mut self, http2: bool) -> Stack {
+        self.http2 = http2;
+        self
     }
 
     /// Closes new connections at once while `limit` are open (layer 0).
@@ -153,9 +167,9 @@ impl Stack {
         A: ServerApp + Send + Sync + 'static,
     {
         for addr in binds {
-            let endpoint = self
-                .buffering
-                .endpoint(&addr.to_string(), self.tls.as_ref())?;
+            let endpoint =
+                self.buffering
+                    .endpoint(&addr.to_string(), self.tls.as_ref(), self.http2)?;
             service.add_listener(endpoint);
         }
         Ok(Box::new(service))
@@ -163,20 +177,24 @@ impl Stack {
 }
 
 impl Layers {
-    /// Runs the per-connection layers on a new connection, outermost first; `None`
-    /// when the client left before sending anything.
-    async fn apply(self, stream: Stream) -> Option<Stream> {
+    /// Runs the per-connection layers on a new connection, outermost first, and tells
+    /// whether it speaks HTTP/2 (ALPN, or a preface as first bytes); `None` when the
+    /// client left before sending anything.
+    async fn apply(self, stream: Stream) -> Option<(Stream, bool)> {
         if !stream.as_any().is::<L4Stream>() {
-            return Some(stream); // TLS (module docs)
+            // TLS (module docs)
+            let h2 = stream.selected_alpn_proto() == Some(ALPN::H2);
+            return Some((stream, h2));
         }
         let mut l4: Box<L4Stream> = stream.into_any().downcast().ok()?;
-        if self.first_request && !first_request::wait(&mut l4).await {
-            return None;
-        }
+        let h2 = match self.first_request {
+            true => first_request::wait(&mut l4).await?,
+            false => false,
+        };
         if !self.coalesce {
-            return Some(l4);
+            return Some((l4, h2));
         }
-        Some(Box::new(Coalesce::new(l4, Flush::of_this_worker())))
+        Some((Box::new(Coalesce::new(l4, Flush::of_this_worker())), h2))
     }
 }
 
@@ -201,7 +219,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for App<A> {
             None => None,
         };
         let connection = async {
-            let stream = self.layers.apply(stream).await?;
+            let (stream, h2) = self.layers.apply(stream).await?;
+            if h2 {
+                head_timeout::let_go();
+            }
             // A stream the app hands back goes to it again, as Pingora would, without
             // passing the layers twice.
             let mut reused = self.app.process_new(stream, shutdown).await;

@@ -1,0 +1,63 @@
+//! TLS termination on HTTP listeners: Pingora's rustls acceptor with Tioga's
+//! certificate resolver (several certificates chosen by SNI, [`resolver`]), client
+//! certificates (`client_ca`, [`client_cert`]), `min_version`, and HTTP/2 offered by
+//! ALPN. The files are read when the listener's service is built, so a reload or an
+//! upgrade (a new process) reads them again.
+
+mod client_cert;
+mod names;
+mod resolver;
+
+pub(crate) use client_cert::ClientSubject;
+
+use crate::vocab::{CertFiles, TlsSpec};
+use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::listeners::ALPN;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use std::sync::Arc;
+
+/// The Pingora TLS settings of a listener; `http2` offers h2 before http/1.1 by ALPN.
+pub(crate) fn settings(spec: &TlsSpec, http2: bool) -> Result<TlsSettings, String> {
+    let entries = spec.certs.iter().map(load).collect::<Result<Vec<_>, _>>()?;
+    let mut settings = match &spec.client_ca {
+        None => TlsSettings::with_callbacks(Box::new(NoCallbacks)),
+        Some(_) => TlsSettings::with_callbacks(Box::new(client_cert::KeepSubject)),
+    }
+    .map_err(|e| e.to_string())?;
+    settings.set_cert_resolver(Arc::new(resolver::SniResolver {
+        entries,
+        min_version: spec.min_version,
+    }));
+    if let Some(ca) = &spec.client_ca {
+        settings.set_client_cert_verifier(client_cert::verifier(ca)?);
+    }
+    settings.set_alpn(if http2 { ALPN::H2H1 } else { ALPN::H1 });
+    Ok(settings)
+}
+
+/// No callback: a listener without client certificates has no subject to keep.
+struct NoCallbacks;
+
+impl pingora_core::listeners::TlsAccept for NoCallbacks {}
+
+/// One certificate chain and key, with the names it answers for.
+fn load(files: &CertFiles) -> Result<resolver::Entry, String> {
+    let (cert, key) = (files.cert.display(), files.key.display());
+    let chain = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{cert}: {e}"))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| format!("{cert}: no certificate"))?;
+    let names = names::of_certificate(leaf).map_err(|e| format!("{cert}: {e}"))?;
+    let private = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("{key}: {e}"))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let certified = CertifiedKey::from_der(chain, private, &provider)
+        .map_err(|e| format!("{cert} with {key}: {e}"))?;
+    Ok(resolver::Entry {
+        names,
+        key: Arc::new(certified),
+    })
+}
