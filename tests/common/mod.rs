@@ -23,6 +23,7 @@
 pub mod backend;
 pub mod client;
 pub mod load;
+pub mod pki;
 pub mod process;
 pub mod tioga;
 

@@ -4,6 +4,7 @@
 //! [`Filter`]: super::Filter
 
 mod access;
+mod client_cert;
 mod headers;
 mod path;
 mod rate_limit;
@@ -26,6 +27,7 @@ pub(crate) fn register(r: &mut Registry) {
     r.register("allow", access::Access::allow);
     r.register("deny", access::Access::deny);
     r.register("rate_limit", rate_limit::RateLimit::new);
+    r.register("client_cert_header", client_cert::ClientCertHeader::new);
 }
 
 #[cfg(test)]

@@ -47,7 +47,8 @@ mod limit;
 pub(crate) use head_timeout::{head_parsed, request_done, HeadTimeouts};
 pub(crate) use limit::Limit;
 
-use crate::vocab::TlsSpec;
+use super::tls;
+use crate::vocab::{TlsSpec, TlsVersion};
 use async_trait::async_trait;
 use buffering::Buffering;
 use coalesce::Coalesce;
@@ -79,12 +80,15 @@ pub(crate) struct Stack {
 struct Layers {
     first_request: bool,
     coalesce: bool,
+    /// The oldest TLS version a TLS connection may have negotiated.
+    min_tls: TlsVersion,
 }
 
 impl Stack {
     /// An HTTP listener's: the first-request guard, and coalescing as `coalesce` says,
     /// which replaces Pingora's write buffer on plain endpoints.
     pub(crate) fn http(tls: Option<TlsSpec>, coalesce: bool, timeouts: HeadTimeouts) -> Stack {
+        let min_tls = tls.as_ref().map_or(TlsVersion::V1_2, |t| t.min_version);
         Stack {
             limit: None,
             http2: false,
@@ -98,6 +102,7 @@ impl Stack {
             layers: Layers {
                 first_request: true,
                 coalesce,
+                min_tls,
             },
         }
     }
@@ -114,6 +119,7 @@ impl Stack {
             layers: Layers {
                 first_request: false,
                 coalesce: false,
+                min_tls: TlsVersion::V1_2,
             },
         }
     }
@@ -183,6 +189,10 @@ impl Layers {
     async fn apply(self, stream: Stream) -> Option<(Stream, bool)> {
         if !stream.as_any().is::<L4Stream>() {
             // TLS (module docs)
+            if !tls::version_allowed(stream.get_ssl_digest().as_deref(), self.min_tls) {
+                log::debug!("closed a TLS connection older than the listener's min_version");
+                return None;
+            }
             let h2 = stream.selected_alpn_proto() == Some(ALPN::H2);
             return Some((stream, h2));
         }

@@ -38,11 +38,12 @@ async fn accepted(sent: &[u8]) -> (Stream, TcpStream) {
 async fn the_guard_puts_the_first_bytes_back_and_coalescing_wraps_the_stream() {
     for coalesce in [true, false] {
         let (stream, _client) = accepted(b"hello").await;
-        let mut stream = Stack::http(None, coalesce, HeadTimeouts::unlimited())
+        let (mut stream, h2) = Stack::http(None, coalesce, HeadTimeouts::unlimited())
             .layers
             .apply(stream)
             .await
             .expect("the client sent something");
+        assert!(!h2);
         assert_eq!(stream.as_any().is::<Coalesce>(), coalesce);
         assert_eq!(stream.as_any().is::<L4Stream>(), !coalesce);
         let mut first = [0u8; 5];
@@ -60,4 +61,24 @@ async fn a_client_that_leaves_without_a_word_is_not_handed_on() {
         .apply(stream)
         .await
         .is_none());
+}
+
+#[tokio::test]
+async fn an_h2c_preface_is_recognised_even_in_part() {
+    for sent in [&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..], b"PRI * HT"] {
+        let (stream, _client) = accepted(sent).await;
+        let (_, h2) = Stack::http(None, true, HeadTimeouts::unlimited())
+            .layers
+            .apply(stream)
+            .await
+            .unwrap();
+        assert!(h2, "{sent:?}");
+    }
+    let (stream, _client) = accepted(b"GET / HTTP/1.1\r\n").await;
+    let (_, h2) = Stack::http(None, true, HeadTimeouts::unlimited())
+        .layers
+        .apply(stream)
+        .await
+        .unwrap();
+    assert!(!h2);
 }

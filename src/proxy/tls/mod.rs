@@ -1,7 +1,8 @@
 //! TLS termination on HTTP listeners: Pingora's rustls acceptor with Tioga's
 //! certificate resolver (several certificates chosen by SNI, [`resolver`]), client
-//! certificates (`client_ca`, [`client_cert`]), `min_version`, and HTTP/2 offered by
-//! ALPN. The files are read when the listener's service is built, so a reload or an
+//! certificates (`client_ca`, [`client_cert`]), `min_version` (refused in the resolver
+//! when the ClientHello shows it, else closed once the handshake is done:
+//! [`version_allowed`]), and HTTP/2 offered by ALPN. The files are read when the listener's service is built, so a reload or an
 //! upgrade (a new process) reads them again.
 
 mod client_cert;
@@ -10,9 +11,10 @@ mod resolver;
 
 pub(crate) use client_cert::ClientSubject;
 
-use crate::vocab::{CertFiles, TlsSpec};
+use crate::vocab::{CertFiles, TlsSpec, TlsVersion};
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::listeners::ALPN;
+use pingora_core::protocols::tls::SslDigest;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
@@ -35,6 +37,16 @@ pub(crate) fn settings(spec: &TlsSpec, http2: bool) -> Result<TlsSettings, Strin
     }
     settings.set_alpn(if http2 { ALPN::H2H1 } else { ALPN::H1 });
     Ok(settings)
+}
+
+/// Whether a finished handshake's version (from its digest) is at least `min`. Pingora
+/// builds its rustls config with TLS 1.2 and 1.3 both, and a client's ClientHello
+/// does not always show which it can speak, so the accept stack checks the outcome.
+pub(crate) fn version_allowed(digest: Option<&SslDigest>, min: TlsVersion) -> bool {
+    match min {
+        TlsVersion::V1_2 => true,
+        TlsVersion::V1_3 => digest.is_some_and(|d| d.version == "TLSv1_3"),
+    }
 }
 
 /// No callback: a listener without client certificates has no subject to keep.

@@ -3,9 +3,10 @@
 //!
 //! Each certificate answers for its own names (exact or one-label wildcard); the first
 //! certificate in file order that matches wins, and the first one of all answers a
-//! client that sends no SNI or a name none has. `min_version: "1.3"` is enforced here
-//! too: Pingora builds its rustls config with TLS 1.2 and 1.3, so a client offering no
-//! TLS 1.3 cipher suite (it cannot speak 1.3) is refused before a certificate is sent.
+//! client that sends no SNI or a name none has. `min_version: "1.3"` starts here: a
+//! client offering no TLS 1.3 cipher suite cannot speak 1.3 and is refused before a
+//! certificate is sent (some 1.2-only clients offer them all the same: the accept
+//! stack closes those after the handshake).
 
 use super::names;
 use crate::vocab::TlsVersion;
