@@ -117,7 +117,10 @@ listeners:
     assert_eq!(h1.version, "1.1");
     for seen in [&h2, &h1] {
         assert_eq!(seen.status, 200);
-        assert_eq!(seen.headers["x-backend"], "a", ":authority routes like Host");
+        assert_eq!(
+            seen.headers["x-backend"], "a",
+            ":authority routes like Host"
+        );
         assert_eq!(seen.headers["x-seen-path"], "/x/y?z=1");
     }
     for name in [
@@ -128,7 +131,10 @@ listeners:
     ] {
         assert_eq!(h2.headers.get(name), h1.headers.get(name), "{name}");
     }
-    assert_eq!(h2.headers["x-seen-host"], format!("localhost:{}", bind.port()));
+    assert_eq!(
+        h2.headers["x-seen-host"],
+        format!("localhost:{}", bind.port())
+    );
     assert_eq!(h2.headers["x-seen-h-x-forwarded-proto"], "https");
     assert_eq!(h2.headers["x-seen-h-x-forwarded-for"], "127.0.0.1");
 
@@ -169,10 +175,21 @@ listeners:
     assert_eq!((seen.version.as_str(), seen.status), ("2", 200));
     assert_eq!(seen.headers["x-seen-h-x-forwarded-proto"], "http");
     let seen = curl(&["--http1.1"], &url(h2c));
-    assert_eq!((seen.version.as_str(), seen.status), ("1.1", 200), "HTTP/1.1 too");
+    assert_eq!(
+        (seen.version.as_str(), seen.status),
+        ("1.1", 200),
+        "HTTP/1.1 too"
+    );
     // Without `http2`, the preface is no request: no h2 answer.
     let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null"])
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+        ])
         .args(["-w", "%{http_version}", &url(plain)])
         .output()
         .unwrap();
