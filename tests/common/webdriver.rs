@@ -83,6 +83,15 @@ impl Browser {
     /// Starts chromedriver on a free port and opens a session whose window is
     /// `size` = (width, height) CSS pixels.
     pub fn launch(bins: &Binaries, size: (u32, u32)) -> Result<Browser, String> {
+        Browser::launch_with(bins, size, &[])
+    }
+
+    /// [`Browser::launch`] with more Chromium command-line switches.
+    pub fn launch_with(
+        bins: &Binaries,
+        size: (u32, u32),
+        extra: &[&str],
+    ) -> Result<Browser, String> {
         let dir = tempfile::Builder::new()
             .prefix("tioga-browser-")
             .tempdir()
@@ -108,7 +117,7 @@ impl Browser {
             dir,
         };
         browser.wait_driver()?;
-        browser.session = browser.new_session(bins, size)?;
+        browser.session = browser.new_session(bins, size, extra)?;
         Ok(browser)
     }
 
@@ -134,9 +143,14 @@ impl Browser {
         }
     }
 
-    fn new_session(&self, bins: &Binaries, size: (u32, u32)) -> Result<String, String> {
+    fn new_session(
+        &self,
+        bins: &Binaries,
+        size: (u32, u32),
+        extra: &[&str],
+    ) -> Result<String, String> {
         let profile = self.dir.path().join("profile");
-        let args = [
+        let mut args: Vec<String> = [
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
@@ -146,9 +160,12 @@ impl Browser {
             "--disable-sync",
             "--no-first-run",
             "--hide-scrollbars",
-            &format!("--window-size={},{}", size.0, size.1),
-            &format!("--user-data-dir={}", profile.display()),
-        ];
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!("--window-size={},{}", size.0, size.1));
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend(extra.iter().map(|a| a.to_string()));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": bins.chromium.display().to_string(), "args": args},
