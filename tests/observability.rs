@@ -245,7 +245,7 @@ fn access_log_has_one_json_line_per_request_and_connection() {
         .iter()
         .find(|l| l["path"] == "/api/one?x=1")
         .expect("the /api line");
-    assert_eq!(one["protocol"], "http");
+    assert_eq!(one["protocol"], "http/1.1");
     assert_eq!(one["status"], 200);
     assert_eq!(one["listener"], "web");
     assert_eq!(one["route"], "web[0]");
@@ -299,6 +299,6 @@ fn access_log_combined_format() {
     let text = read();
     let line = text.lines().find(|l| l.contains("/api/c")).unwrap();
     assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
-    assert!(line.contains("] \"GET /api/c HTTP/1.1\" 200 2 \"http://r/\" \"probe/1\" protocol=http listener=web route=web[0] pool=app backend=127.0.0.1:"), "{line}");
+    assert!(line.contains("] \"GET /api/c HTTP/1.1\" 200 2 \"http://r/\" \"probe/1\" protocol=http/1.1 listener=web route=web[0] pool=app backend=127.0.0.1:"), "{line}");
     assert!(line.contains(" retries=0"), "{line}");
 }
