@@ -8,8 +8,12 @@
 //! - a call the server ends with `grpc-status: 5`, a message and a trailer of its own,
 //!   both as a trailers-only answer and after streamed messages: all arrive intact,
 //!   and the access log line carries `grpc_status: 5`.
+//!
 //! An HTTP/2 connection idle longer than `request_header_timeout` is not closed by
 //! that HTTP/1 deadline (the channel's next call needs no new connection).
+
+// tonic's services return `Result<_, tonic::Status>`, a large error by its design.
+#![allow(clippy::result_large_err)]
 
 mod common;
 

@@ -144,7 +144,7 @@ fn pings_keep_an_idle_websocket_open_past_read_timeout() {
         // Three read_timeouts without a message, a ping every 250 ms.
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(3) {
-            ws.send(Message::Ping(vec![1].into())).await.unwrap();
+            ws.send(Message::Ping(vec![1])).await.unwrap();
             match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
                 Ok(Some(Ok(Message::Pong(_)))) => {}
                 other => panic!("a pong while idle: {other:?}"),
