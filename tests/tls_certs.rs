@@ -6,7 +6,8 @@
 //!   gets no answer; with one signed by `client_ca` the request passes, the
 //!   `client_cert_header` filter hands the verified subject to the backend, and the
 //!   access log line carries it;
-//! - `min_version: "1.3"` refuses a TLS 1.2-only client and serves a TLS 1.3 one.
+//! - `min_version: "1.3"` refuses a TLS 1.2-only client and serves a TLS 1.3 one;
+//! - an upgrade (SIGQUIT + `-u`) reads the certificate files again.
 
 mod common;
 
@@ -240,4 +241,32 @@ fn min_version_1_3_refuses_tls_1_2_clients() {
         ex.answer.starts_with("HTTP/1.1 200"),
         "1.2 is the default minimum"
     );
+}
+
+#[test]
+fn an_upgrade_reads_the_certificate_files_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "renew");
+    let old_cert = ca.issue("site", "old", &["old.example"]);
+    let backend = spawn_http_backend("a");
+    let bind = free_addr();
+    let listener = format!(
+        "    tls: {{cert: '{}', key: '{}'}}\n    routes: [{{pool: web}}]\n",
+        old_cert.cert.display(),
+        old_cert.key.display()
+    );
+    let mut old = Tioga::start(&config(&listener, backend.addr(), bind), &[bind]);
+    let tls13 = &[&rustls::version::TLS13][..];
+    let presented = || {
+        let ex = exchange(bind, inspecting_config(tls13), "site.example", "/").unwrap();
+        dns_names(&ex.leaf)
+    };
+    assert_eq!(presented(), ["old.example"]);
+    // A renewed certificate in the same files, then the operator's upgrade.
+    ca.issue("site", "new", &["new.example"]);
+    let mut new = old.spawn_again(&["-u"]);
+    old.signal("QUIT");
+    assert_eq!(old.exit_code(Duration::from_secs(20)), Some(0));
+    new.wait_ready(&[bind]);
+    assert_eq!(presented(), ["new.example"]);
 }

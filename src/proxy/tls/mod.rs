@@ -23,8 +23,9 @@ use std::sync::Arc;
 /// The Pingora TLS settings of a listener; `http2` offers h2 before http/1.1 by ALPN.
 pub(crate) fn settings(spec: &TlsSpec, http2: bool) -> Result<TlsSettings, String> {
     let entries = spec.certs.iter().map(load).collect::<Result<Vec<_>, _>>()?;
+    // The resolver replaces Pingora's certificate files; only mTLS needs the callback.
     let mut settings = match &spec.client_ca {
-        None => TlsSettings::with_callbacks(Box::new(NoCallbacks)),
+        None => TlsSettings::intermediate("", ""),
         Some(_) => TlsSettings::with_callbacks(Box::new(client_cert::KeepSubject)),
     }
     .map_err(|e| e.to_string())?;
@@ -48,11 +49,6 @@ pub(crate) fn version_allowed(digest: Option<&SslDigest>, min: TlsVersion) -> bo
         TlsVersion::V1_3 => digest.is_some_and(|d| d.version == "TLSv1_3"),
     }
 }
-
-/// No callback: a listener without client certificates has no subject to keep.
-struct NoCallbacks;
-
-impl pingora_core::listeners::TlsAccept for NoCallbacks {}
 
 /// One certificate chain and key, with the names it answers for.
 fn load(files: &CertFiles) -> Result<resolver::Entry, String> {
