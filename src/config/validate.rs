@@ -352,3 +352,5 @@ fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

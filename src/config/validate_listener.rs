@@ -9,7 +9,7 @@ use super::{FilterSpec, ListenerKind, RouteSpec};
 use crate::filter::{Registry, Scope};
 use crate::routing::Matcher;
 use serde_yaml::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// A TCP listener's `busy_poll` when none is given.
@@ -223,35 +223,4 @@ fn filters(
         }
     }
     out
-}
-
-/// Checks that a PEM file can be read and holds a block of `kind`. Relative paths are
-/// taken from the working directory first, then from the config file's folder.
-pub(super) fn pem_file(
-    base: &Path,
-    name: &str,
-    path: &str,
-    kind: &str,
-    p: &mut Problems,
-) -> Option<PathBuf> {
-    let direct = PathBuf::from(name);
-    let file = if direct.is_relative() && !direct.exists() {
-        base.join(&direct)
-    } else {
-        direct
-    };
-    match std::fs::read_to_string(&file) {
-        Ok(text) if text.contains(&format!("{kind}-----")) => Some(file),
-        Ok(_) => {
-            p.add(
-                path,
-                format!("{} holds no PEM {kind} block", file.display()),
-            );
-            None
-        }
-        Err(e) => {
-            p.add(path, format!("cannot read {}: {e}", file.display()));
-            None
-        }
-    }
 }
