@@ -1,9 +1,11 @@
 //! HTTP/2 downstream, with Debian's curl as the client:
 //! - over TLS, h2 is chosen by ALPN and the request is routed exactly as over HTTP/1.1:
 //!   `:authority` matches a host route like `Host`, and the backend sees the same
-//!   `Host` and `X-Forwarded-*` either way; the access log says `h2` / `http/1.1`;
+//!   `Host` and `X-Forwarded-*` either way; the access log says `h2` / `http/1.1`, and
+//!   both count in the route's metrics;
 //! - on a plain listener with `http2: true`, h2c prior knowledge and HTTP/1.1 share the
-//!   port; without it, a plain listener speaks HTTP/1 only.
+//!   port, and an h2 request whose backend refuses is retried on another; without
+//!   `http2`, a plain listener speaks HTTP/1 only.
 
 mod common;
 
@@ -79,9 +81,10 @@ fn h2_over_tls_is_routed_and_forwarded_like_http1() {
     let ca = TestCa::new(dir.path(), "h2");
     let server = ca.issue("server", "server", &["localhost"]);
     let (a, b) = (spawn_http_backend("a"), spawn_http_backend("b"));
-    let bind = free_addr();
+    let (bind, admin) = (free_addr(), free_addr());
     let yaml = format!(
         "server: {{threads: 2, pid_file: '@DIR@/tioga.pid', upgrade_sock: '@DIR@/up.sock'}}
+admin: {{bind: \"{admin}\"}}
 access_log: {{target: '@DIR@/access.log'}}
 pools:
   a: {{backends: [\"{a}\"]}}
@@ -101,7 +104,7 @@ listeners:
         cert = server.cert.display(),
         key = server.key.display()
     );
-    let tioga = Tioga::start(&yaml, &[bind]);
+    let tioga = Tioga::start(&yaml, &[bind, admin]);
     let url = format!("https://localhost:{}/x/y?z=1", bind.port());
     let resolve = format!("localhost:{}:127.0.0.1", bind.port());
     let cacert = ca.pem.display().to_string();
@@ -146,16 +149,25 @@ listeners:
         assert_eq!(e["route"], "web[0]");
         assert_eq!(e["status"], 200);
     }
+    let metrics = get(admin, "/metrics").unwrap().text();
+    let counted =
+        r#"tioga_http_requests_total{class="2xx",listener="web",pool="a",route="web[0]"} 2"#;
+    assert!(
+        metrics.contains(counted),
+        "both requests counted alike: {metrics}"
+    );
 }
 
 #[test]
 fn plain_listeners_speak_h2c_only_when_asked() {
     let a = spawn_http_backend("a");
+    // Nothing listens there: half the requests retry on `a`.
+    let dead = free_addr();
     let (h2c, plain) = (free_addr(), free_addr());
     let yaml = format!(
         "server: {{threads: 1, pid_file: '@DIR@/tioga.pid', upgrade_sock: '@DIR@/up.sock'}}
 pools:
-  a: {{backends: [\"{a}\"]}}
+  a: {{backends: [\"{dead}\", \"{a}\"], retries: 1}}
 listeners:
   h2c:
     protocol: http
@@ -171,9 +183,15 @@ listeners:
     );
     let _tioga = Tioga::start(&yaml, &[h2c, plain]);
     let url = |addr: SocketAddr| format!("http://{addr}/p");
-    let seen = curl(&["--http2-prior-knowledge"], &url(h2c));
-    assert_eq!((seen.version.as_str(), seen.status), ("2", 200));
-    assert_eq!(seen.headers["x-seen-h-x-forwarded-proto"], "http");
+    for _ in 0..4 {
+        let seen = curl(&["--http2-prior-knowledge"], &url(h2c));
+        assert_eq!(
+            (seen.version.as_str(), seen.status),
+            ("2", 200),
+            "retried on a"
+        );
+        assert_eq!(seen.headers["x-seen-h-x-forwarded-proto"], "http");
+    }
     let seen = curl(&["--http1.1"], &url(h2c));
     assert_eq!(
         (seen.version.as_str(), seen.status),
