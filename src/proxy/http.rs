@@ -294,8 +294,10 @@ impl ProxyHttp for HttpProxy {
         if ctx.upstream_start.is_some() {
             ctx.upstream_head.get_or_insert_with(Instant::now);
         }
-        // A trailers-only gRPC answer carries its status in the head.
-        ctx.grpc_status = super::grpc::failed_status(&resp.headers);
+        // A trailers-only gRPC answer carries its status in the head (gRPC is HTTP/2).
+        if session.req_header().version == http::Version::HTTP_2 {
+            ctx.grpc_status = super::grpc::failed_status(&resp.headers);
+        }
         if session.is_process_shutting_down() {
             // Draining (upgrade or SIGTERM): tell the client to reconnect elsewhere.
             session.set_keepalive(None);
