@@ -132,6 +132,12 @@ pub(super) fn pool(base: &Path, path: &str, s: &PoolSection, p: &mut Problems) -
             );
         }
     }
+    if tls.is_some() && s.health_check.as_ref().is_some_and(|h| h.kind == "http") {
+        p.add(
+            join(&join(path, "health_check"), "type"),
+            "an http check speaks plain HTTP/1.1 and this pool's backends speak TLS: use `type: tcp`",
+        );
+    }
     Link { protocol, tls }
 }
 

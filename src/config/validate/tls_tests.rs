@@ -102,4 +102,9 @@ fn pool_protocol_and_tls_are_checked() {
     assert!(has(&ps, "pools.b.tls.ca", "cannot read"), "{ps:?}");
     assert!(has(&ps, "pools.b.tls.sni", "not a DNS name"), "{ps:?}");
     assert!(has(&ps, "listeners.l.http2", "http listeners"), "{ps:?}");
+    let ps = problems("pools: {a: {backends: [127.0.0.1:1], tls: {verify: false}, health_check: {type: http}}}\nlisteners: {l: {protocol: tcp, bind: 127.0.0.1:3, pool: a}}\n");
+    assert!(
+        has(&ps, "pools.a.health_check.type", "use `type: tcp`"),
+        "{ps:?}"
+    );
 }
