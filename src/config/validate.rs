@@ -314,6 +314,7 @@ fn listener(
         binds,
         max_connections,
         kind,
+        proxy_protocol: super::validate_listener::trusted(&path, &s, p),
     })
 }
 

@@ -7,6 +7,7 @@
 //! upstream failures to 502. `X-Forwarded-*` headers are added on the way out; `Host`
 //! is left as the client sent it. Bodies stream through Pingora untouched.
 
+use super::proxy_header;
 use crate::filter::{Context, Decision, Filter, FilterChain, Hooks, Response};
 use crate::observability::metrics::{GaugeGuard, ListenerMetrics, RouteMetrics};
 use crate::observability::AccessLog;
@@ -227,6 +228,11 @@ impl ProxyHttp for HttpProxy {
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(pool.spec.connect_timeout);
         peer.options.read_timeout = Some(pool.spec.read_timeout);
+        if let (Some(version), Some(source)) = (pool.spec.proxy_protocol, ctx.client) {
+            let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+            let timeout = pool.spec.connect_timeout;
+            proxy_header::for_http_peer(&mut peer, version, source, local.unwrap_or(addr), timeout);
+        }
         ctx.upstream_start.get_or_insert_with(Instant::now);
         Ok(Box::new(peer))
     }

@@ -12,6 +12,8 @@ mod fd;
 mod head;
 pub(crate) mod http;
 mod http_log;
+pub(crate) mod proxy_header;
 mod relay;
+pub(crate) mod sni;
 mod splice;
 pub(crate) mod tcp;

@@ -1,7 +1,7 @@
 //! A pool's settings, as the config validator builds them: addresses parsed, durations
 //! read, the balance mode and health check checked.
 
-use crate::vocab::{Balance, Probe};
+use crate::vocab::{Balance, Probe, ProxyVersion};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -22,6 +22,8 @@ pub(crate) struct PoolSpec {
     pub(crate) read_timeout: Duration,
     /// Extra attempts on another backend when connecting fails.
     pub(crate) retries: usize,
+    /// The PROXY header sent on each new connection to a backend, if any.
+    pub(crate) proxy_protocol: Option<ProxyVersion>,
 }
 
 /// One backend.

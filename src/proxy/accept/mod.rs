@@ -40,9 +40,11 @@ mod coalesce;
 mod first_request;
 mod head_timeout;
 mod limit;
+mod proxy_protocol;
 
 pub(crate) use head_timeout::{head_parsed, request_done, HeadTimeouts};
 pub(crate) use limit::Limit;
+pub(crate) use proxy_protocol::ProxyProtocol;
 
 use crate::vocab::TlsSpec;
 use async_trait::async_trait;
@@ -66,11 +68,13 @@ pub(crate) struct Stack {
     layers: Layers,
     timeouts: Option<HeadTimeouts>,
     limit: Option<Limit>,
+    proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// The per-connection layers that are on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Layers {
+    proxy_protocol: Option<ProxyProtocol>,
     first_request: bool,
     coalesce: bool,
 }
@@ -81,6 +85,7 @@ impl Stack {
     pub(crate) fn http(tls: Option<TlsSpec>, coalesce: bool, timeouts: HeadTimeouts) -> Stack {
         Stack {
             limit: None,
+            proxy_protocol: None,
             timeouts: Some(timeouts),
             tls,
             buffering: if coalesce {
@@ -89,6 +94,7 @@ impl Stack {
                 Buffering::WriteOnly
             },
             layers: Layers {
+                proxy_protocol: None,
                 first_request: true,
                 coalesce,
             },
@@ -100,10 +106,12 @@ impl Stack {
     pub(crate) fn tcp() -> Stack {
         Stack {
             limit: None,
+            proxy_protocol: None,
             timeouts: None,
             tls: None,
             buffering: Buffering::None,
             layers: Layers {
+                proxy_protocol: None,
                 first_request: false,
                 coalesce: false,
             },
@@ -113,6 +121,14 @@ impl Stack {
     /// Closes new connections at once while `limit` are open (layer 0).
     pub(crate) fn with_limit(mut self, limit: Option<Limit>) -> Stack {
         self.limit = limit;
+        self
+    }
+
+    /// Reads a PROXY header from each connection of trusted senders, and closes the
+    /// others (layer 0b, [`proxy_protocol`]).
+    pub(crate) fn with_proxy_protocol(mut self, proxy: Option<ProxyProtocol>) -> Stack {
+        self.layers.proxy_protocol = proxy.clone();
+        self.proxy_protocol = proxy;
         self
     }
 
@@ -127,9 +143,10 @@ impl Stack {
     where
         A: ServerApp + Send + Sync + 'static,
     {
-        let layers = self.layers;
+        let layers = self.layers.clone();
         if !layers.first_request
             && !layers.coalesce
+            && layers.proxy_protocol.is_none()
             && self.timeouts.is_none()
             && self.limit.is_none()
         {
@@ -152,6 +169,12 @@ impl Stack {
     where
         A: ServerApp + Send + Sync + 'static,
     {
+        if let (Some(proxy), Some(_)) = (&self.proxy_protocol, &self.tls) {
+            // TLS endpoints: before the handshake (module docs).
+            service
+                .endpoints()
+                .set_pre_tls_callback(Arc::new(proxy.clone()));
+        }
         for addr in binds {
             let endpoint = self
                 .buffering
@@ -165,11 +188,17 @@ impl Stack {
 impl Layers {
     /// Runs the per-connection layers on a new connection, outermost first; `None`
     /// when the client left before sending anything.
-    async fn apply(self, stream: Stream) -> Option<Stream> {
+    async fn apply(&self, stream: Stream) -> Option<Stream> {
         if !stream.as_any().is::<L4Stream>() {
             return Some(stream); // TLS (module docs)
         }
         let mut l4: Box<L4Stream> = stream.into_any().downcast().ok()?;
+        if let Some(proxy) = &self.proxy_protocol {
+            if let Err(e) = proxy.accept(&mut l4).await {
+                log::debug!("PROXY protocol: connection closed: {e}");
+                return None;
+            }
+        }
         if self.first_request && !first_request::wait(&mut l4).await {
             return None;
         }

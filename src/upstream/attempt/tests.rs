@@ -22,6 +22,7 @@ fn pool(n: u16, retries: usize) -> Arc<Pool> {
         connect_timeout: Duration::from_secs(1),
         read_timeout: Duration::from_secs(1),
         retries,
+        proxy_protocol: None,
     };
     Pool::build(spec).0
 }
