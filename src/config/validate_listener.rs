@@ -172,13 +172,13 @@ pub(super) fn tcp(
         Scope::HttpAndTcp,
         p,
     );
-    let routes = super::validate_tcp_routes::routes(cx.known, path, s, p)?;
     let peek_timeout = duration(
         s.peek_timeout.as_deref(),
         &join(path, "peek_timeout"),
         DEFAULT_PEEK_TIMEOUT,
         p,
     );
+    let routes = super::validate_tcp_routes::routes(cx.known, path, s, p)?;
     let busy_path = join(path, "busy_poll");
     let mut busy_poll = duration_or_zero(s.busy_poll.as_deref(), &busy_path, DEFAULT_BUSY_POLL, p);
     if busy_poll > MAX_BUSY_POLL {

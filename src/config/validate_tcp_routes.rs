@@ -67,3 +67,6 @@ pub(super) fn routes(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -46,7 +46,14 @@ impl PeerProcess {
                     .replace("@DIR@", &dir_text)
             })
             .collect();
-        let child = Command::new(program)
+        // Debian installs both in /usr/sbin, which a user's PATH may leave out.
+        let sbin = Path::new("/usr/sbin").join(program);
+        let binary = if sbin.exists() {
+            sbin
+        } else {
+            PathBuf::from(program)
+        };
+        let child = Command::new(binary)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
