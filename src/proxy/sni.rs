@@ -128,6 +128,25 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_name_from_openssls_hello() {
+        // `openssl s_client -servername api.a.example`, also a fuzz seed.
+        let hello = include_bytes!("../../fuzz/corpus/sni/openssl_hello");
+        assert_eq!(
+            server_name(hello),
+            Hello::Done(Some("api.a.example".into()))
+        );
+        assert_eq!(server_name(&hello[..hello.len() - 1]), Hello::Partial);
+    }
+
+    #[test]
+    fn bytes_after_the_hello_change_nothing() {
+        // Early data or a ChangeCipherSpec may follow the hello in the same read.
+        let mut hello = client_hello("a.example");
+        hello.extend_from_slice(&[0x14, 3, 3, 0, 1, 1, 0x17, 3, 3, 0, 1, b'x']);
+        assert_eq!(server_name(&hello), Hello::Done(Some("a.example".into())));
+    }
+
+    #[test]
     fn a_prefix_asks_for_more() {
         let hello = client_hello("a.example");
         for cut in [0, 1, 5, 6, hello.len() / 2, hello.len() - 1] {

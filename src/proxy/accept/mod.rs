@@ -44,6 +44,8 @@ mod proxy_protocol;
 
 pub(crate) use head_timeout::{head_parsed, request_done, HeadTimeouts};
 pub(crate) use limit::Limit;
+#[cfg(feature = "fuzzing")]
+pub(crate) use proxy_protocol::parse as parse_proxy_header;
 pub(crate) use proxy_protocol::ProxyProtocol;
 
 use crate::vocab::TlsSpec;
