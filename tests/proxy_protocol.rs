@@ -331,8 +331,14 @@ fn tioga_sends_proxy_v1_and_v2_to_nginx_per_client_connection() {
     let yaml = format!(
         "server: {{threads: 2, pid_file: '@DIR@/tioga.pid', upgrade_sock: '@DIR@/upgrade.sock'}}
 pools:
-  ng2: {{backends: ['{ng}'], proxy_protocol: v2}}
-  ng1: {{backends: ['{ng}'], proxy_protocol: v1}}
+  ng2:
+    backends: ['{ng}']
+    proxy_protocol: v2
+    health_check: {{type: http, path: /hc2, interval: 200ms}}
+  ng1:
+    backends: ['{ng}']
+    proxy_protocol: v1
+    health_check: {{type: http, path: /hc1, interval: 200ms}}
 listeners:
   web:
     protocol: http
@@ -344,6 +350,17 @@ listeners:
 "
     );
     let _tioga = Tioga::start(&yaml, &[web]);
+    // Health checks send a header without addresses (v2 LOCAL, v1 UNKNOWN), which
+    // nginx accepts: it answers them, and the backend stays up.
+    wait_until(Duration::from_secs(10), "two health checks of each pool", || {
+        let log = nginx.read("access.log");
+        ["/hc1", "/hc2"].iter().all(|path| {
+            log.lines()
+                .filter(|l| l.contains(&format!("\"GET {path} ")))
+                .count()
+                >= 2
+        })
+    });
     // Clients from different addresses, one after another: each gets a backend
     // connection with its own header, never one opened for another client.
     for (from, path) in [

@@ -7,12 +7,12 @@
 //! upstream failures to 502. `X-Forwarded-*` headers are added on the way out; `Host`
 //! is left as the client sent it. Bodies stream through Pingora untouched.
 
-use super::proxy_header;
 use crate::filter::{Context, Decision, Filter, FilterChain, Hooks, Response};
 use crate::observability::metrics::{GaugeGuard, ListenerMetrics, RouteMetrics};
 use crate::observability::AccessLog;
 use crate::routing::key::request_key;
 use crate::routing::RouteTable;
+use crate::upstream::proxy_header;
 use crate::upstream::{Attempt, Pool};
 use crate::vocab::{Balance, HeadRules};
 use async_trait::async_trait;

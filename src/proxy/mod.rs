@@ -12,7 +12,6 @@ mod fd;
 mod head;
 pub(crate) mod http;
 mod http_log;
-pub(crate) mod proxy_header;
 mod relay;
 pub(crate) mod sni;
 mod splice;

@@ -9,7 +9,6 @@
 //! closed when neither side has sent anything for `read_timeout`. A pool with
 //! `proxy_protocol` gets a PROXY header first on each backend connection.
 
-use super::proxy_header;
 use super::relay::{Relay, Totals};
 use crate::filter::{Context, Decision, FilterChain, Hooks};
 use crate::observability::access_log::Entry;
@@ -17,6 +16,7 @@ use crate::observability::metrics::TcpMetrics;
 use crate::observability::AccessLog;
 use crate::routing::key::ip_key;
 use crate::routing::tcp::TcpRouteTable;
+use crate::upstream::proxy_header;
 use crate::upstream::{Attempt, GiveUp, Pool};
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;

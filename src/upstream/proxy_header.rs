@@ -9,6 +9,9 @@
 //! [`for_http_peer`] gives the peer a connector that writes the header right after
 //! connecting, and puts the client's addresses in the peer's reuse key, so a pooled
 //! connection only ever serves requests of the client connection it was opened for.
+//! Health checks of such a pool send a header too, one without addresses (v2 `LOCAL`,
+//! v1 `UNKNOWN`, as HAProxy's `check-send-proxy`), so a backend that requires a header
+//! does not fail them ([`for_health_check`]).
 
 use std::hash::{Hash, Hasher};
 use std::io;
@@ -20,7 +23,7 @@ use async_trait::async_trait;
 use pingora_core::connectors::L4Connect;
 use pingora_core::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
-use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::upstreams::peer::{HttpPeer, PeerOptions};
 use pingora_error::{Error, ErrorType, OrErr};
 use ppp::{v1, v2};
 use tokio::io::AsyncWriteExt;
@@ -96,6 +99,27 @@ pub(crate) fn for_http_peer(
     }));
 }
 
+/// Makes a health check's probes start with a header without addresses.
+pub(crate) fn for_health_check(
+    options: &mut PeerOptions,
+    version: ProxyVersion,
+    connect_timeout: Duration,
+) {
+    let header = match version {
+        ProxyVersion::V1 => v1::Addresses::Unknown.to_string().into_bytes(),
+        ProxyVersion::V2 => v2::Builder::new(
+            v2::Version::Two | v2::Command::Local,
+            v2::AddressFamily::Unspecified | v2::Protocol::Unspecified,
+        )
+        .build()
+        .unwrap_or_default(),
+    };
+    options.custom_l4 = Some(Arc::new(Connect {
+        header,
+        timeout: connect_timeout,
+    }));
+}
+
 /// Connects and writes the header first: Pingora's custom L4 connector.
 #[derive(Debug)]
 struct Connect {
@@ -165,6 +189,18 @@ mod tests {
             addr("198.51.100.1:2"),
         );
         assert_eq!(h, b"PROXY TCP4 192.0.2.7 198.51.100.1 1 2\r\n");
+    }
+
+    #[test]
+    fn health_checks_send_a_header_without_addresses() {
+        let sent = |version| {
+            let mut options = PeerOptions::new();
+            for_health_check(&mut options, version, Duration::from_secs(1));
+            format!("{:?}", options.custom_l4.unwrap())
+        };
+        assert!(sent(ProxyVersion::V1).contains(&format!("{:?}", b"PROXY UNKNOWN\r\n".to_vec())));
+        let local = v2::Builder::new(0x20, 0).build().unwrap();
+        assert!(sent(ProxyVersion::V2).contains(&format!("{local:?}")));
     }
 
     #[test]
