@@ -111,7 +111,6 @@ impl ServerApp for TcpProxy {
             a.and_then(|a| a.as_inet()).copied()
         };
         let peer = inet(digest.as_ref().and_then(|d| d.peer_addr()));
-        let local = inet(digest.as_ref().and_then(|d| d.local_addr()));
         let (client, route) = match self.route(client, peer).await {
             Ok(found) => found,
             Err(ending) => {
@@ -125,6 +124,12 @@ impl ServerApp for TcpProxy {
             }
         };
         let _open = route.metrics.open();
+        // The address the client connected to costs a syscall: only a PROXY header
+        // needs it.
+        let local = match route.pool.spec.proxy_protocol {
+            Some(_) => inet(digest.as_ref().and_then(|d| d.local_addr())),
+            None => None,
+        };
         let mut outcome = Outcome::ended(Ending::Relayed);
         if !self.admit(route, peer).await {
             outcome.ending = Ending::Refused; // dropping `client` closes it
