@@ -79,6 +79,7 @@ fn header(answer: &str, name: &str) -> Option<String> {
 /// Tioga behind HAProxy: plain HTTP, TLS and TCP listeners trusting 127.0.0.2 only.
 struct Behind {
     backend: HttpBackend,
+    admin: SocketAddr,
     web: SocketAddr,
     cert: CertificateDer<'static>,
     /// HAProxy frontends: plain HTTP with v2 and v1, TLS with v2, TCP with v1.
@@ -101,9 +102,10 @@ fn behind_haproxy() -> Behind {
 
     let backend = spawn_http_backend("a");
     let echo = spawn_tcp_backend("e");
-    let (web, secure, raw) = (free_addr(), free_addr(), free_addr());
+    let (admin, web, secure, raw) = (free_addr(), free_addr(), free_addr(), free_addr());
     let yaml = format!(
         "server: {{threads: 2, pid_file: '@DIR@/tioga.pid', upgrade_sock: '@DIR@/upgrade.sock'}}
+admin: {{bind: '{admin}'}}
 access_log: {{target: '@DIR@/access.log'}}
 pools:
   app: {{backends: ['{}']}}
@@ -164,6 +166,7 @@ listen tcp_v1
     );
     Behind {
         backend,
+        admin,
         web,
         cert: certified.cert.der().clone(),
         http_v2,
@@ -242,10 +245,21 @@ fn haproxy_send_proxy_v2_and_v1_carry_the_client_address_to_http_and_tcp() {
     assert_eq!(line["listener"], "raw", "{line}");
 }
 
+/// `tioga_proxy_protocol_refused_total` of listener web for `reason`.
+fn refused(admin: SocketAddr, reason: &str) -> u64 {
+    let text = get(admin, "/metrics").unwrap().text();
+    let series =
+        format!("tioga_proxy_protocol_refused_total{{listener=\"web\",reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
 #[test]
 fn untrusted_missing_or_garbled_headers_are_closed_unseen() {
     let b = behind_haproxy();
     let before = b.backend.requests();
+    let (untrusted, invalid) = (refused(b.admin, "untrusted"), refused(b.admin, "invalid"));
     let closed = |from: &str, first: &[u8]| {
         let mut s = connect_from(from, b.web).unwrap();
         s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -286,6 +300,8 @@ fn untrusted_missing_or_garbled_headers_are_closed_unseen() {
         before + 1,
         "only the trusted request arrived"
     );
+    assert_eq!(refused(b.admin, "untrusted"), untrusted + 2);
+    assert_eq!(refused(b.admin, "invalid"), invalid + 2);
     let log = std::fs::read_to_string(b.tioga.dir().join("access.log")).unwrap_or_default();
     assert!(!log.contains("/sneaky"), "{log}");
 }
@@ -352,15 +368,19 @@ listeners:
     let _tioga = Tioga::start(&yaml, &[web]);
     // Health checks send a header without addresses (v2 LOCAL, v1 UNKNOWN), which
     // nginx accepts: it answers them, and the backend stays up.
-    wait_until(Duration::from_secs(10), "two health checks of each pool", || {
-        let log = nginx.read("access.log");
-        ["/hc1", "/hc2"].iter().all(|path| {
-            log.lines()
-                .filter(|l| l.contains(&format!("\"GET {path} ")))
-                .count()
-                >= 2
-        })
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "two health checks of each pool",
+        || {
+            let log = nginx.read("access.log");
+            ["/hc1", "/hc2"].iter().all(|path| {
+                log.lines()
+                    .filter(|l| l.contains(&format!("\"GET {path} ")))
+                    .count()
+                    >= 2
+            })
+        },
+    );
     // Clients from different addresses, one after another: each gets a backend
     // connection with its own header, never one opened for another client.
     for (from, path) in [

@@ -111,6 +111,7 @@ fn listener(
         tls: matches!(&l.kind, ListenerKind::Http { tls: Some(_), .. }),
     };
     let trusted = l.proxy_protocol;
+    let refused = shared.metrics.proxy_protocol_refused(&l.name);
     let limit = l
         .max_connections
         .map(|max| Limit::new(max, shared.metrics.connections_refused(&l.name)));
@@ -150,7 +151,8 @@ fn listener(
                 keepalive: head.keepalive_timeout,
                 counters: shared.metrics.head_timeouts(&l.name),
             };
-            let proxy = trusted.map(|t| ProxyProtocol::new(t, head.request_header_timeout));
+            let proxy =
+                trusted.map(|t| ProxyProtocol::new(t, head.request_header_timeout, refused));
             let stack = Stack::http(tls, coalesce, timeouts)
                 .with_limit(limit)
                 .with_proxy_protocol(proxy);
@@ -180,7 +182,7 @@ fn listener(
                 filters: filters.into_iter().map(|f| f.name).collect(),
                 metrics: first.unwrap_or_else(|| app.no_route.clone()),
             };
-            let proxy = trusted.map(|t| ProxyProtocol::new(t, peek_timeout));
+            let proxy = trusted.map(|t| ProxyProtocol::new(t, peek_timeout, refused));
             Ok((
                 serve(
                     &Stack::tcp().with_limit(limit).with_proxy_protocol(proxy),

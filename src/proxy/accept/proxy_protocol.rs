@@ -29,6 +29,7 @@ use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::{GetSocketDigest, SocketDigest};
 use pingora_error::{Error, ErrorType};
 use ppp::{v1, v2, HeaderResult, PartialResult};
+use prometheus::IntCounter;
 use tokio::io::AsyncReadExt;
 
 /// The longest header: a v2 header's 16 fixed bytes and the most its length field
@@ -40,6 +41,8 @@ const MAX_HEADER: usize = 16 + u16::MAX as usize;
 pub(crate) struct ProxyProtocol {
     trusted: Arc<[IpNet]>,
     timeout: Duration,
+    /// Refusals counted: untrusted sender, invalid (or missing, or late) header.
+    refused: [IntCounter; 2],
 }
 
 /// Why a connection's PROXY header was refused.
@@ -67,17 +70,29 @@ pub(crate) enum ProxyError {
 type Parsed = (Option<SocketAddr>, usize);
 
 impl ProxyProtocol {
-    /// Trusts senders in `trusted`, waiting up to `timeout` for their header.
-    pub(crate) fn new(trusted: Vec<IpNet>, timeout: Duration) -> Self {
+    /// Trusts senders in `trusted`, waiting up to `timeout` for their header, and
+    /// counts refusals in `refused` (untrusted, invalid).
+    pub(crate) fn new(trusted: Vec<IpNet>, timeout: Duration, refused: [IntCounter; 2]) -> Self {
         ProxyProtocol {
             trusted: trusted.into(),
             timeout,
+            refused,
         }
     }
 
     /// Reads the PROXY header of a new connection and makes the address it carries
-    /// the connection's peer address (module docs).
+    /// the connection's peer address (module docs); counts a refusal.
     pub(crate) async fn accept(&self, stream: &mut L4Stream) -> Result<(), ProxyError> {
+        let accepted = self.read(stream).await;
+        match &accepted {
+            Ok(()) => {}
+            Err(ProxyError::Untrusted(_)) => self.refused[0].inc(),
+            Err(_) => self.refused[1].inc(),
+        }
+        accepted
+    }
+
+    async fn read(&self, stream: &mut L4Stream) -> Result<(), ProxyError> {
         let digest = stream.get_socket_digest();
         let peer = digest
             .as_ref()
@@ -273,7 +288,12 @@ mod tests {
 
     #[test]
     fn trusts_listed_blocks_and_mapped_addresses() {
-        let pp = ProxyProtocol::new(vec!["10.0.0.0/8".parse().unwrap()], Duration::from_secs(1));
+        let counter = || IntCounter::new("c", "c").unwrap();
+        let pp = ProxyProtocol::new(
+            vec!["10.0.0.0/8".parse().unwrap()],
+            Duration::from_secs(1),
+            [counter(), counter()],
+        );
         assert!(pp.trusts("10.1.2.3".parse().unwrap()));
         assert!(pp.trusts("::ffff:10.1.2.3".parse().unwrap()));
         assert!(!pp.trusts("192.0.2.1".parse().unwrap()));
