@@ -129,6 +129,7 @@ fn tls_get(
 struct SniSetup {
     a: TlsBackend,
     b: TlsBackend,
+    admin: SocketAddr,
     edge: SocketAddr,
     tioga: Tioga,
 }
@@ -136,9 +137,10 @@ struct SniSetup {
 fn sni_setup() -> SniSetup {
     let a = spawn_tls_backend("a", &["api.a.example", "www.a.example"]);
     let b = spawn_tls_backend("b", &["b.example"]);
-    let edge = free_addr();
+    let (admin, edge) = (free_addr(), free_addr());
     let yaml = format!(
         "server: {{threads: 2, pid_file: '@DIR@/tioga.pid', upgrade_sock: '@DIR@/upgrade.sock'}}
+admin: {{bind: '{admin}'}}
 access_log: {{target: '@DIR@/access.log'}}
 pools:
   a: {{backends: ['{}']}}
@@ -156,13 +158,25 @@ listeners:
 ",
         a.addr, b.addr
     );
-    let tioga = Tioga::start(&yaml, &[edge]);
-    SniSetup { a, b, edge, tioga }
+    let tioga = Tioga::start(&yaml, &[admin, edge]);
+    SniSetup {
+        a,
+        b,
+        admin,
+        edge,
+        tioga,
+    }
 }
 
 #[test]
 fn sni_routes_tls_to_the_backend_named_and_its_certificate_verifies() {
-    let SniSetup { a, b, edge, tioga } = sni_setup();
+    let SniSetup {
+        a,
+        b,
+        admin,
+        edge,
+        tioga,
+    } = sni_setup();
     assert_eq!(tls_get(edge, "api.a.example", &a.cert, false).unwrap(), "a");
     assert_eq!(tls_get(edge, "www.a.example", &a.cert, false).unwrap(), "a");
     assert_eq!(tls_get(edge, "b.example", &b.cert, false).unwrap(), "b");
@@ -178,6 +192,25 @@ fn sni_routes_tls_to_the_backend_named_and_its_certificate_verifies() {
             .lines()
             .any(|l| l.contains("\"status\":404") && l.contains("\"listener\":\"edge\""))
     });
+    // The status page counts each route's connections.
+    let status: serde_json::Value =
+        serde_json::from_str(&get(admin, "/status").unwrap().text()).unwrap();
+    let listener = status["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "edge")
+        .unwrap();
+    let routes = listener["routes"].as_array().unwrap();
+    assert_eq!(routes[0]["name"], "edge[0]");
+    assert_eq!(routes[0]["match"], "sni=*.a.example");
+    assert_eq!(
+        (
+            routes[0]["requests"].as_u64(),
+            routes[1]["requests"].as_u64()
+        ),
+        (Some(3), Some(1))
+    );
     let lines = std::fs::read_to_string(&log).unwrap();
     assert!(
         lines.contains("\"route\":\"edge[0]\"") && lines.contains("\"route\":\"edge[1]\""),
@@ -192,6 +225,7 @@ fn a_client_hello_sent_one_byte_per_write_still_routes() {
         b,
         edge,
         tioga: _tioga,
+        ..
     } = sni_setup();
     assert_eq!(tls_get(edge, "api.a.example", &a.cert, true).unwrap(), "a");
     assert_eq!(tls_get(edge, "b.example", &b.cert, true).unwrap(), "b");

@@ -58,6 +58,8 @@ pub(crate) struct TcpRoute {
     pub(crate) pool: Arc<Pool>,
     /// Its counters.
     pub(crate) metrics: TcpMetrics,
+    /// Connections it took, for the status page (listeners with `routes`).
+    pub(crate) taken: Option<prometheus::IntCounter>,
 }
 
 /// How a connection ended, for metrics and the access log.
@@ -124,6 +126,9 @@ impl ServerApp for TcpProxy {
             }
         };
         let _open = route.metrics.open();
+        if let Some(taken) = &route.taken {
+            taken.inc();
+        }
         // The address the client connected to costs a syscall: only a PROXY header
         // needs it.
         let local = match route.pool.spec.proxy_protocol {

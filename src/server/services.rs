@@ -8,7 +8,9 @@ use crate::filter::FilterChain;
 use crate::observability::access_log::AccessLog;
 use crate::observability::admin::Admin;
 use crate::observability::metrics::Metrics;
-use crate::observability::status::{ListenerInfo, ListenerStatus, RouteStatus, Status};
+use crate::observability::status::{
+    ListenerInfo, ListenerStatus, RouteStatus, Status, TcpRouteStatus,
+};
 use crate::proxy::accept::{HeadTimeouts, Limit, ProxyProtocol, Stack};
 use crate::proxy::http::{HttpProxy, RouteTarget};
 use crate::proxy::tcp::{route_name, TcpProxy, TcpRoute};
@@ -181,6 +183,19 @@ fn listener(
                 pool: pools,
                 filters: filters.into_iter().map(|f| f.name).collect(),
                 metrics: first.unwrap_or_else(|| app.no_route.clone()),
+                routes: app
+                    .routes
+                    .routes()
+                    .filter_map(|(m, r)| {
+                        Some(TcpRouteStatus {
+                            name: r.name.as_deref()?.to_string(),
+                            matches: m.describe(),
+                            pool: r.pool.name().to_string(),
+                            connections: r.taken.clone()?,
+                        })
+                    })
+                    .collect(),
+                no_route: app.no_route.connections.clone(),
             };
             let proxy = trusted.map(|t| ProxyProtocol::new(t, peek_timeout, refused));
             Ok((
@@ -217,6 +232,10 @@ fn tcp_routes(
                 name: routed.then(|| route_name(listener, i)),
                 pool: shared.pools[&r.pool].clone(),
                 metrics: shared.metrics.tcp(listener, &r.pool),
+                taken: routed.then(|| {
+                    prometheus::IntCounter::new("route_connections", "status page only")
+                        .expect("a valid counter name")
+                }),
             };
             (r.matcher, target)
         })
