@@ -204,6 +204,14 @@ mod tests {
         let six = b"PROXY TCP6 2001:db8::7 2001:db8::1 40000 443\r\n";
         assert_eq!(parse(six).unwrap().unwrap().0, addr("[2001:db8::7]:40000"));
         assert_eq!(parse(b"PROXY UNKNOWN\r\n").unwrap(), Some((None, 15)));
+        // A whole first read: the header, then far more than a header's worth.
+        let mut long = b"PROXY TCP4 192.0.2.7 198.51.100.1 40000 443\r\n".to_vec();
+        let header = long.len();
+        long.extend_from_slice(&[b'x'; 4000]);
+        assert_eq!(
+            parse(&long).unwrap(),
+            Some((addr("192.0.2.7:40000"), header))
+        );
     }
 
     #[test]
