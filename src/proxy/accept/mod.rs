@@ -11,14 +11,15 @@
 //!    together. HTTP listeners' `coalesce` (default true).
 //! 0. [`limit`]: before any other layer, a listener with `max_connections` open closes
 //!    new connections at once. HTTP and TCP listeners alike; off by default.
-//! 0b. [`proxy_protocol`]: the PROXY header of a trusted sender, whose address becomes
-//!    the connection's client address; HTTP and TCP listeners' `proxy_protocol`. On a
-//!    TLS endpoint Pingora runs it before the handshake (its pre-TLS hook), so it
-//!    comes before layer 0 there.
 //! 4. [`head_timeout`]: each request's head must be complete by a deadline, or the
 //!    connection is closed. HTTP listeners' `request_header_timeout` and
 //!    `keepalive_timeout`; plain and TLS connections alike. Its deadline for a new
 //!    connection starts at accept, so it also bounds the first-request guard's wait.
+//!
+//! Right after layer 0, [`proxy_protocol`]: the PROXY header of a trusted sender, whose
+//! address becomes the connection's client address; HTTP and TCP listeners'
+//! `proxy_protocol`. On a TLS endpoint Pingora runs it before the handshake (its
+//! pre-TLS hook), so there it comes before layer 0.
 //!
 //! The per-connection layers (2 and 3) apply to plain-TCP connections only: a TLS
 //! handshake has already read from the client, and TLS endpoints keep Pingora's
