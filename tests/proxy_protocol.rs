@@ -5,7 +5,8 @@
 //! 127.0.0.2, the one trusted sender; clients connect to HAProxy from 127.0.0.5, so the
 //! backend and Tioga's access log showing 127.0.0.5 proves the header was used (plain
 //! HTTP, TLS and TCP listeners). Anything else (an untrusted sender, a trusted one
-//! without a header or with a garbled one) is closed before the backend sees a byte.
+//! without a header or with a garbled one) is closed before the backend sees a byte;
+//! a trusted header's address is what `deny` judges.
 //!
 //! Sending: Tioga in front of nginx (`listen … proxy_protocol`) and of HAProxy
 //! (`accept-proxy`): those peers log the original client address.
@@ -115,7 +116,7 @@ listeners:
     protocol: http
     bind: '{web}'
     proxy_protocol: {{trusted: [127.0.0.2]}}
-    routes: [{{pool: app}}]
+    routes: [{{pool: app, filters: [{{deny: [198.51.100.0/24]}}]}}]
   secure:
     protocol: http
     bind: '{secure}'
@@ -295,6 +296,13 @@ fn untrusted_missing_or_garbled_headers_are_closed_unseen() {
         Some("203.0.113.9"),
         "{answer}"
     );
+    // `deny` judges the carried address too.
+    let mut s = connect_from("127.0.0.2", b.web).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(b"PROXY TCP4 198.51.100.7 127.0.0.1 4000 80\r\n")
+        .unwrap();
+    let answer = http_get_on(s, "/denied").unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert_eq!(
         b.backend.requests(),
         before + 1,
