@@ -27,6 +27,7 @@ deps:
 # The status-page test drives Debian's Chromium through chromedriver.
 test-deps: deps
 	$(call apt_install,chromium:chromium chromium-driver:chromedriver)
+	$(call apt_install,haproxy:haproxy nginx:nginx)
 
 # Profile-guided: an instrumented build, a ~6 s training run on loopback, the final
 # build (see examples/pgo_build.sh). PGO=0 make build skips the profile.
@@ -68,7 +69,7 @@ bench-overhead: deps
 # (default 600), starting from the small corpus committed in fuzz/corpus/. cargo-fuzz
 # needs nightly flags; RUSTC_BOOTSTRAP lets the one stable toolchain accept them.
 FUZZ_TIME ?= 600
-FUZZ_TARGETS ?= config routes normalize_path
+FUZZ_TARGETS ?= config routes normalize_path sni proxy_header
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
 	@for t in $(FUZZ_TARGETS); do \

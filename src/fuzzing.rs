@@ -37,3 +37,19 @@ impl Routes {
         Ok(self.0.find(req).map(|(_, i)| *i))
     }
 }
+
+/// The server name of a ClientHello at the start of `bytes`, as a TCP listener with
+/// `sni` routes reads it; `Err(())` while more bytes could still complete it.
+pub fn server_name(bytes: &[u8]) -> Result<Option<String>, ()> {
+    match crate::proxy::sni::server_name(bytes) {
+        crate::proxy::sni::Hello::Partial => Err(()),
+        crate::proxy::sni::Hello::Done(name) => Ok(name),
+    }
+}
+
+/// A PROXY header at the start of `bytes`, as a listener with `proxy_protocol` reads
+/// it: `Ok(Some((source, length)))` when whole, `Ok(None)` while incomplete, `Err(())`
+/// when refused.
+pub fn proxy_header(bytes: &[u8]) -> Result<Option<(Option<std::net::SocketAddr>, usize)>, ()> {
+    crate::proxy::accept::parse_proxy_header(bytes).map_err(drop)
+}

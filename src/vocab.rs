@@ -19,6 +19,15 @@ pub(crate) enum Balance {
     ConsistentHash(HashKey),
 }
 
+/// The PROXY protocol version a pool sends its backends (`proxy_protocol: v1 | v2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProxyVersion {
+    /// The text header.
+    V1,
+    /// The binary header.
+    V2,
+}
+
 /// What `consistent_hash` (and `rate_limit`) hash on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HashKey {

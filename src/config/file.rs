@@ -90,6 +90,8 @@ pub(crate) struct PoolSection {
     pub(crate) protocol: Option<String>,
     /// TLS to the backends.
     pub(crate) tls: Option<PoolTlsSection>,
+    /// `v1` or `v2`: a PROXY header on each new backend connection.
+    pub(crate) proxy_protocol: Option<String>,
 }
 
 /// `pools.NAME.health_check`.
@@ -150,6 +152,29 @@ pub(crate) struct ListenerSection {
     pub(crate) coalesce: Option<bool>,
     /// HTTP/2: by ALPN on TLS (default true), h2c prior knowledge on plain (default false).
     pub(crate) http2: Option<bool>,
+    /// How long a tcp listener waits for a ClientHello when a route needs its name.
+    pub(crate) peek_timeout: Option<String>,
+    /// Accept a PROXY header from these senders.
+    pub(crate) proxy_protocol: Option<ProxyProtocolSection>,
+}
+
+/// `listeners.NAME.proxy_protocol`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxyProtocolSection {
+    /// IPs or CIDR blocks whose PROXY headers are believed.
+    pub(crate) trusted: Vec<crate::filter::settings::Cidr>,
+}
+
+/// `listeners.NAME.routes[i]` of a tcp listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TcpRouteSection {
+    /// Conditions; absent means "matches every connection".
+    #[serde(rename = "match", default)]
+    pub(crate) matches: crate::routing::tcp::TcpMatchSpec,
+    /// The pool that serves the route.
+    pub(crate) pool: String,
 }
 
 /// `listeners.NAME.tls`: one `cert`/`key` pair, or a `certs` list.

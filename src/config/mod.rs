@@ -14,12 +14,15 @@ pub(crate) mod validate;
 mod validate_head;
 mod validate_listener;
 mod validate_pool;
+mod validate_tcp_routes;
 mod validate_tls;
 mod values;
 
 use crate::routing::Matcher;
 pub(crate) use crate::upstream::{BackendSpec, HealthCheckSpec, PoolSpec};
-pub(crate) use crate::vocab::{Balance, CertFiles, HashKey, Probe, TlsSpec, TlsVersion};
+pub(crate) use crate::vocab::{
+    Balance, CertFiles, HashKey, Probe, ProxyVersion, TlsSpec, TlsVersion,
+};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -93,6 +96,9 @@ pub(crate) struct ListenerSpec {
     pub(crate) max_connections: Option<usize>,
     /// Protocol-specific settings.
     pub(crate) kind: ListenerKind,
+    /// Senders whose PROXY header is believed (`proxy_protocol.trusted`); `None`: no
+    /// header is read.
+    pub(crate) proxy_protocol: Option<Vec<ipnet::IpNet>>,
 }
 
 /// Protocol-specific listener settings.
@@ -113,8 +119,10 @@ pub(crate) enum ListenerKind {
     },
     /// An L4 TCP listener.
     Tcp {
-        /// The pool it forwards to.
-        pool: String,
+        /// Its routes, in order; a listener with `pool` has one that matches all.
+        routes: Vec<TcpRouteSpec>,
+        /// How long a route that needs the server name waits for the ClientHello.
+        peek_timeout: Duration,
         /// Connection filters, in order.
         filters: Vec<FilterSpec>,
         /// How long a spliced direction busy-polls before it sleeps (zero: never).
@@ -133,6 +141,15 @@ pub(crate) struct RouteSpec {
     pub(crate) pool: Option<String>,
     /// Filters, in order.
     pub(crate) filters: Vec<FilterSpec>,
+}
+
+/// One route of a TCP listener.
+#[derive(Debug)]
+pub(crate) struct TcpRouteSpec {
+    /// Its conditions.
+    pub(crate) matcher: crate::routing::tcp::TcpMatcher,
+    /// The pool that serves it.
+    pub(crate) pool: String,
 }
 
 /// A filter built from the config, with the name it was configured under.

@@ -291,6 +291,7 @@ fn listener(
             address(b, &at, p)
         })
         .collect();
+    let proxy_protocol = super::validate_listener::trusted(&path, &s, p);
     let kind = match s.protocol.as_str() {
         "http" => super::validate_listener::http(cx, &path, &s, p),
         "tcp" => super::validate_listener::tcp(cx, &path, &s, p),
@@ -317,6 +318,7 @@ fn listener(
         binds,
         max_connections,
         kind,
+        proxy_protocol,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use super::file::{ListenerSection, RouteSection};
 use super::problems::{join, Problems};
-use super::values::{check_pool, duration_or_zero};
+use super::values::{check_pool, duration, duration_or_zero};
 use super::{FilterSpec, ListenerKind, RouteSpec};
 use crate::filter::{Registry, Scope};
 use crate::routing::Matcher;
@@ -14,6 +14,9 @@ use std::time::Duration;
 
 /// A TCP listener's `busy_poll` when none is given.
 const DEFAULT_BUSY_POLL: &str = "50us";
+
+/// A TCP listener's `peek_timeout` when none is given.
+const DEFAULT_PEEK_TIMEOUT: &str = "5s";
 
 /// The longest `busy_poll` accepted: past this, a window mostly burns CPU.
 const MAX_BUSY_POLL: Duration = Duration::from_millis(1);
@@ -51,6 +54,12 @@ pub(super) fn http(
         p.add(
             join(path, "busy_poll"),
             "busy_poll is for tcp listeners (it applies to their zero-copy relay)",
+        );
+    }
+    if s.peek_timeout.is_some() {
+        p.add(
+            join(path, "peek_timeout"),
+            "peek_timeout is for tcp listeners (routes by `sni`)",
         );
     }
     let base = cx.file.parent().unwrap_or(Path::new("."));
@@ -142,12 +151,6 @@ pub(super) fn tcp(
             "TLS termination is for http listeners only",
         );
     }
-    if s.routes.is_some() {
-        p.add(
-            join(path, "routes"),
-            "routes are for http listeners only: a tcp listener names one `pool`",
-        );
-    }
     super::validate_head::not_on_tcp(path, s, p);
     if s.http2.is_some() {
         p.add(join(path, "http2"), "http2 is for http listeners");
@@ -165,11 +168,13 @@ pub(super) fn tcp(
         Scope::HttpAndTcp,
         p,
     );
-    let Some(pool) = &s.pool else {
-        p.add(join(path, "pool"), "missing: a tcp listener needs `pool`");
-        return None;
-    };
-    check_pool(pool, join(path, "pool"), cx.known, p);
+    let peek_timeout = duration(
+        s.peek_timeout.as_deref(),
+        &join(path, "peek_timeout"),
+        DEFAULT_PEEK_TIMEOUT,
+        p,
+    );
+    let routes = super::validate_tcp_routes::routes(cx.known, path, s, p)?;
     let busy_path = join(path, "busy_poll");
     let mut busy_poll = duration_or_zero(s.busy_poll.as_deref(), &busy_path, DEFAULT_BUSY_POLL, p);
     if busy_poll > MAX_BUSY_POLL {
@@ -180,7 +185,8 @@ pub(super) fn tcp(
         busy_poll = MAX_BUSY_POLL;
     }
     Some(ListenerKind::Tcp {
-        pool: pool.clone(),
+        routes,
+        peek_timeout,
         filters,
         busy_poll,
     })
@@ -223,4 +229,20 @@ fn filters(
         }
     }
     out
+}
+
+/// `proxy_protocol.trusted`, on http and tcp listeners alike.
+pub(super) fn trusted(
+    path: &str,
+    s: &ListenerSection,
+    p: &mut Problems,
+) -> Option<Vec<ipnet::IpNet>> {
+    let section = s.proxy_protocol.as_ref()?;
+    if section.trusted.is_empty() {
+        p.add(
+            join(&join(path, "proxy_protocol"), "trusted"),
+            "the list is empty: give the addresses (or CIDR blocks) of the proxies in front",
+        );
+    }
+    Some(section.trusted.iter().map(|c| c.0).collect())
 }

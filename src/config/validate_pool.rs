@@ -47,6 +47,7 @@ pub(super) fn pool(
         read_timeout,
         retries: retries(s.retries, &path, p),
         link: super::validate_tls::pool(base, &path, &s, p),
+        proxy_protocol: proxy_version(s.proxy_protocol.as_deref(), &path, p),
     })
 }
 
@@ -194,4 +195,19 @@ fn retries(given: Option<usize>, pool: &str, p: &mut Problems) -> usize {
         );
     }
     n.min(MAX_RETRIES)
+}
+
+/// `proxy_protocol: v1 | v2`.
+fn proxy_version(raw: Option<&str>, path: &str, p: &mut Problems) -> Option<ProxyVersion> {
+    match raw? {
+        "v1" => Some(ProxyVersion::V1),
+        "v2" => Some(ProxyVersion::V2),
+        other => {
+            p.add(
+                join(path, "proxy_protocol"),
+                format!("unknown PROXY protocol version {other:?}: use v1 or v2"),
+            );
+            None
+        }
+    }
 }

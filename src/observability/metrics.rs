@@ -26,6 +26,7 @@ pub(crate) struct Metrics {
     http_refused: IntCounterVec,
     http_timeouts: IntCounterVec,
     connections_refused: IntCounterVec,
+    proxy_protocol_refused: IntCounterVec,
     tcp_connections: IntCounterVec,
     tcp_active: IntGaugeVec,
     tcp_bytes: IntCounterVec,
@@ -211,6 +212,11 @@ impl Metrics {
                 "Connections closed at once because the listener had max_connections open",
                 &["listener"],
             ),
+            proxy_protocol_refused: counter(
+                "tioga_proxy_protocol_refused_total",
+                "Connections closed for their PROXY header: from an untrusted sender, or none valid in time",
+                &["listener", "reason"],
+            ),
             http_timeouts: counter(
                 "tioga_http_timeouts_total",
                 "HTTP connections closed because a request head was not complete in time",
@@ -303,6 +309,15 @@ impl Metrics {
     /// Counts connections a listener refused at `max_connections`.
     pub(crate) fn connections_refused(&self, listener: &str) -> IntCounter {
         self.connections_refused.with_label_values(&[listener])
+    }
+
+    /// The PROXY protocol refusals of `listener`: an untrusted sender, and a missing,
+    /// late or invalid header.
+    pub(crate) fn proxy_protocol_refused(&self, listener: &str) -> [IntCounter; 2] {
+        ["untrusted", "invalid"].map(|reason| {
+            self.proxy_protocol_refused
+                .with_label_values(&[listener, reason])
+        })
     }
 
     /// The head-timeout counters of HTTP listener `listener`: a new connection's first

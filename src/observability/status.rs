@@ -7,6 +7,7 @@ use super::metrics::{ListenerMetrics, RouteMetrics, TcpMetrics};
 use crate::upstream::Pool;
 use crate::upstream::PoolSpec;
 use crate::vocab::{Balance, Probe};
+use prometheus::IntCounter;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -35,7 +36,23 @@ pub(crate) enum ListenerStatus {
         filters: Vec<String>,
         /// Counters.
         metrics: TcpMetrics,
+        /// Its routes; empty for a listener with `pool`.
+        routes: Vec<TcpRouteStatus>,
+        /// Connections no route took.
+        no_route: IntCounter,
     },
+}
+
+/// A route of a TCP listener as the status document shows it.
+pub(crate) struct TcpRouteStatus {
+    /// `LISTENER[i]`.
+    pub(crate) name: String,
+    /// The matcher's description.
+    pub(crate) matches: String,
+    /// Its pool.
+    pub(crate) pool: String,
+    /// Connections it took.
+    pub(crate) connections: IntCounter,
 }
 
 /// What every listener has.
@@ -121,11 +138,24 @@ fn listener(l: &ListenerStatus) -> Value {
             pool,
             filters,
             metrics,
-        } => json!({
-            "name": info.name, "protocol": "tcp", "binds": info.binds, "tls": false, "pool": pool, "filters": filters,
-            "active": metrics.active.get(), "requests": metrics.connections.get(), "errors": metrics.failed.get(),
-            "routes": [],
-        }),
+            routes,
+            no_route,
+        } => {
+            let requests = if routes.is_empty() {
+                metrics.connections.get()
+            } else {
+                no_route.get() + routes.iter().map(|r| r.connections.get()).sum::<u64>()
+            };
+            let routes: Vec<Value> = routes
+                .iter()
+                .map(|r| json!({"name": r.name, "match": r.matches, "pool": r.pool, "filters": [], "requests": r.connections.get()}))
+                .collect();
+            json!({
+                "name": info.name, "protocol": "tcp", "binds": info.binds, "tls": false, "pool": pool, "filters": filters,
+                "active": metrics.active.get(), "requests": requests, "errors": metrics.failed.get(),
+                "routes": routes,
+            })
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::observability::metrics::{GaugeGuard, ListenerMetrics, RouteMetrics};
 use crate::observability::AccessLog;
 use crate::routing::key::request_key;
 use crate::routing::RouteTable;
+use crate::upstream::proxy_header;
 use crate::upstream::{Attempt, PeerTemplate, Pool};
 use crate::vocab::{Balance, HeadRules};
 use async_trait::async_trait;
@@ -244,6 +245,11 @@ impl ProxyHttp for HttpProxy {
         };
         peer.options.connection_timeout = Some(pool.spec.connect_timeout);
         peer.options.read_timeout = Some(pool.spec.read_timeout);
+        if let (Some(version), Some(source)) = (pool.spec.proxy_protocol, ctx.client) {
+            let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+            let timeout = pool.spec.connect_timeout;
+            proxy_header::for_http_peer(&mut peer, version, source, local.unwrap_or(addr), timeout);
+        }
         ctx.upstream_start.get_or_insert_with(Instant::now);
         Ok(Box::new(peer))
     }

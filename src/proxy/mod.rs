@@ -14,6 +14,7 @@ mod head;
 pub(crate) mod http;
 mod http_log;
 mod relay;
+pub(crate) mod sni;
 mod splice;
 pub(crate) mod tcp;
 pub(crate) mod tls;

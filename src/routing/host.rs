@@ -45,9 +45,12 @@ impl HostMatch {
 
     /// True when the request's host is this one.
     pub(super) fn matches(&self, req: &Parts) -> bool {
-        let Some(host) = request_host(req) else {
-            return false;
-        };
+        request_host(req).is_some_and(|host| self.matches_name(host))
+    }
+
+    /// True when `host` (without port or trailing dot) is this one; also for a TLS
+    /// server name.
+    pub(super) fn matches_name(&self, host: &[u8]) -> bool {
         match self {
             HostMatch::Exact(name) => host.eq_ignore_ascii_case(name.as_bytes()),
             HostMatch::Subdomain(suffix) => {

@@ -29,6 +29,7 @@ mod normalize;
 pub(crate) use normalize::normalize_path;
 mod path;
 mod query;
+pub(crate) mod tcp;
 #[cfg(test)]
 mod tests;
 

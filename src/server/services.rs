@@ -3,15 +3,17 @@
 //! service. Observability handles are resolved here, once.
 
 use super::ServerError;
-use crate::config::{Config, ListenerKind, ListenerSpec, RouteSpec};
+use crate::config::{Config, ListenerKind, ListenerSpec, RouteSpec, TcpRouteSpec};
 use crate::filter::FilterChain;
 use crate::observability::access_log::AccessLog;
 use crate::observability::admin::Admin;
 use crate::observability::metrics::Metrics;
-use crate::observability::status::{ListenerInfo, ListenerStatus, RouteStatus, Status};
-use crate::proxy::accept::{HeadTimeouts, Limit, Stack};
+use crate::observability::status::{
+    ListenerInfo, ListenerStatus, RouteStatus, Status, TcpRouteStatus,
+};
+use crate::proxy::accept::{HeadTimeouts, Limit, ProxyProtocol, Stack};
 use crate::proxy::http::{HttpProxy, RouteTarget};
-use crate::proxy::tcp::TcpProxy;
+use crate::proxy::tcp::{route_name, TcpProxy, TcpRoute};
 use crate::routing::RouteTable;
 use crate::upstream::{PeerTemplate, Pool};
 use pingora_core::apps::http_app::HttpServer;
@@ -110,6 +112,8 @@ fn listener(
         binds: l.binds.iter().map(ToString::to_string).collect(),
         tls: matches!(&l.kind, ListenerKind::Http { tls: Some(_), .. }),
     };
+    let trusted = l.proxy_protocol;
+    let refused = shared.metrics.proxy_protocol_refused(&l.name);
     let limit = l
         .max_connections
         .map(|max| Limit::new(max, shared.metrics.connections_refused(&l.name)));
@@ -154,34 +158,55 @@ fn listener(
                 keepalive: head.keepalive_timeout,
                 counters: shared.metrics.head_timeouts(&l.name),
             };
+            let proxy =
+                trusted.map(|t| ProxyProtocol::new(t, head.request_header_timeout, refused));
             let stack = Stack::http(tls, coalesce, timeouts)
                 .with_http2(http2)
-                .with_limit(limit);
+                .with_limit(limit)
+                .with_proxy_protocol(proxy);
             Ok((serve(&stack, service_name, app, &l.binds, &l.name)?, status))
         }
         ListenerKind::Tcp {
-            pool,
+            routes,
+            peek_timeout,
             filters,
             busy_poll,
         } => {
+            let (routes, pools) = tcp_routes(&name, routes, shared);
             let app = TcpProxy {
                 listener: name.clone(),
-                pool: shared.pools[&pool].clone(),
+                routes,
+                peek_timeout,
+                no_route: shared.metrics.tcp(&name, "-"),
                 filters: FilterChain::new(filters.iter().map(|f| f.filter.clone())),
-                metrics: shared.metrics.tcp(&name, &pool),
                 access_log: shared.access_log.clone(),
                 grace_period: shared.grace_period,
                 busy_poll,
             };
+            let first = app.routes.routes().next().map(|(_, r)| r.metrics.clone());
             let status = ListenerStatus::Tcp {
                 info,
-                pool,
+                pool: pools,
                 filters: filters.into_iter().map(|f| f.name).collect(),
-                metrics: app.metrics.clone(),
+                metrics: first.unwrap_or_else(|| app.no_route.clone()),
+                routes: app
+                    .routes
+                    .routes()
+                    .filter_map(|(m, r)| {
+                        Some(TcpRouteStatus {
+                            name: r.name.as_deref()?.to_string(),
+                            matches: m.describe(),
+                            pool: r.pool.name().to_string(),
+                            connections: r.taken.clone()?,
+                        })
+                    })
+                    .collect(),
+                no_route: app.no_route.connections.clone(),
             };
+            let proxy = trusted.map(|t| ProxyProtocol::new(t, peek_timeout, refused));
             Ok((
                 serve(
-                    &Stack::tcp().with_limit(limit),
+                    &Stack::tcp().with_limit(limit).with_proxy_protocol(proxy),
                     service_name,
                     app,
                     &l.binds,
@@ -191,6 +216,37 @@ fn listener(
             ))
         }
     }
+}
+
+/// A TCP listener's route table, and its pools' names for the status page.
+fn tcp_routes(
+    listener: &str,
+    routes: Vec<TcpRouteSpec>,
+    shared: &Shared,
+) -> (crate::routing::tcp::TcpRouteTable<TcpRoute>, String) {
+    let routed = routes.len() > 1 || routes.iter().any(|r| !r.matcher.describe().is_empty());
+    let pools = routes
+        .iter()
+        .map(|r| r.pool.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let table = routes
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let target = TcpRoute {
+                name: routed.then(|| route_name(listener, i)),
+                pool: shared.pools[&r.pool].clone(),
+                metrics: shared.metrics.tcp(listener, &r.pool),
+                taken: routed.then(|| {
+                    prometheus::IntCounter::new("route_connections", "status page only")
+                        .expect("a valid counter name")
+                }),
+            };
+            (r.matcher, target)
+        })
+        .collect();
+    (crate::routing::tcp::TcpRouteTable::new(table), pools)
 }
 
 /// A route's runtime target, recording its status entry.

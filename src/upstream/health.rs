@@ -6,9 +6,10 @@
 //! pool's `LoadBalancer` runs the checks as a background service, so however many
 //! listeners share a pool, each backend is probed once per interval.
 
+use super::proxy_header::for_health_check;
 use super::spec::HealthCheckSpec;
 use super::state::BackendTable;
-use crate::vocab::Probe;
+use crate::vocab::{Probe, ProxyVersion};
 use async_trait::async_trait;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
@@ -17,10 +18,12 @@ use pingora_load_balancing::Backend;
 use std::sync::Arc;
 use tokio::time::Instant;
 
-/// Builds the health check of pool `pool` from its settings.
+/// Builds the health check of pool `pool` from its settings; with `proxy`, each probe
+/// starts with a PROXY header ([`super::proxy_header::for_health_check`]).
 pub(crate) fn build(
     pool: &str,
     spec: &HealthCheckSpec,
+    proxy: Option<ProxyVersion>,
     table: Arc<BackendTable>,
 ) -> Box<dyn HealthCheck + Send + Sync> {
     let inner: Box<dyn HealthCheck + Send + Sync> = match &spec.probe {
@@ -29,6 +32,9 @@ pub(crate) fn build(
             hc.consecutive_success = spec.rise;
             hc.consecutive_failure = spec.fall;
             hc.peer_template.options.connection_timeout = Some(spec.timeout);
+            if let Some(version) = proxy {
+                for_health_check(&mut hc.peer_template.options, version, spec.timeout);
+            }
             hc
         }
         Probe::Http {
@@ -40,6 +46,9 @@ pub(crate) fn build(
             hc.consecutive_failure = spec.fall;
             hc.peer_template.options.connection_timeout = Some(spec.timeout);
             hc.peer_template.options.read_timeout = Some(spec.timeout);
+            if let Some(version) = proxy {
+                for_health_check(&mut hc.peer_template.options, version, spec.timeout);
+            }
             // The request path; `Host` stays the pool name.
             hc.req
                 .set_uri(path.parse().unwrap_or_else(|_| http::Uri::from_static("/")));

@@ -17,6 +17,7 @@
 mod attempt;
 mod health;
 mod link;
+pub(crate) mod proxy_header;
 mod selection;
 mod spec;
 pub(crate) mod state;
@@ -127,7 +128,12 @@ impl Pool {
             .expect("static discovery does not fail");
         let (lb, service) = match &spec.health_check {
             Some(hc) => {
-                lb.set_health_check(health::build(&spec.name, hc, table.clone()));
+                lb.set_health_check(health::build(
+                    &spec.name,
+                    hc,
+                    spec.proxy_protocol,
+                    table.clone(),
+                ));
                 lb.health_check_frequency = Some(hc.interval);
                 lb.parallel_health_check = true;
                 let service =

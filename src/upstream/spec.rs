@@ -1,7 +1,7 @@
 //! A pool's settings, as the config validator builds them: addresses parsed, durations
 //! read, the balance mode and health check checked.
 
-use crate::vocab::{Balance, Probe};
+use crate::vocab::{Balance, Probe, ProxyVersion};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,6 +24,8 @@ pub(crate) struct PoolSpec {
     pub(crate) retries: usize,
     /// The HTTP version and TLS spoken to the backends.
     pub(crate) link: super::Link,
+    /// The PROXY header sent on each new connection to a backend, if any.
+    pub(crate) proxy_protocol: Option<ProxyVersion>,
 }
 
 /// One backend.

@@ -23,6 +23,7 @@
 pub mod backend;
 pub mod client;
 pub mod load;
+pub mod peer;
 pub mod pki;
 pub mod process;
 pub mod tioga;
@@ -33,6 +34,7 @@ pub use backend::{
     fnv1a64_hex, spawn_http_backend, spawn_tcp_backend, Fnv, HttpBackend, TcpBackend,
 };
 pub use client::{get, Conn, Request, Response};
+pub use peer::{connect_from, PeerProcess};
 pub use tioga::{check_config, free_addr, free_port, wait_child, Tioga, CONFIG_FILE};
 
 /// Calls `f` until it returns true, pausing briefly between calls (5 ms growing to

@@ -19,6 +19,11 @@
 //!    the first bytes) is let go of once recognised, since its streams run in tasks of
 //!    their own; Pingora closes it after `keepalive_timeout` without a stream.
 //!
+//! Right after layer 0, [`proxy_protocol`]: the PROXY header of a trusted sender, whose
+//! address becomes the connection's client address; HTTP and TCP listeners'
+//! `proxy_protocol`. On a TLS endpoint Pingora runs it before the handshake (its
+//! pre-TLS hook), so there it comes before layer 0.
+//!
 //! The per-connection layers (2 and 3) apply to plain-TCP connections only: a TLS
 //! handshake has already read from the client, and TLS endpoints keep Pingora's
 //! buffers. A listener with none of them on (TCP) gets no wrapper: Pingora hands its
@@ -43,9 +48,13 @@ mod coalesce;
 mod first_request;
 mod head_timeout;
 mod limit;
+mod proxy_protocol;
 
 pub(crate) use head_timeout::{head_parsed, request_done, HeadTimeouts};
 pub(crate) use limit::Limit;
+#[cfg(feature = "fuzzing")]
+pub(crate) use proxy_protocol::parse as parse_proxy_header;
+pub(crate) use proxy_protocol::ProxyProtocol;
 
 use super::tls;
 use crate::vocab::{TlsSpec, TlsVersion};
@@ -73,11 +82,13 @@ pub(crate) struct Stack {
     limit: Option<Limit>,
     /// HTTP/2: offered by ALPN on TLS endpoints, h2c recognised on plain ones.
     http2: bool,
+    proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// The per-connection layers that are on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Layers {
+    proxy_protocol: Option<ProxyProtocol>,
     first_request: bool,
     coalesce: bool,
     /// The oldest TLS version a TLS connection may have negotiated.
@@ -92,6 +103,7 @@ impl Stack {
         Stack {
             limit: None,
             http2: false,
+            proxy_protocol: None,
             timeouts: Some(timeouts),
             tls,
             buffering: if coalesce {
@@ -100,6 +112,7 @@ impl Stack {
                 Buffering::WriteOnly
             },
             layers: Layers {
+                proxy_protocol: None,
                 first_request: true,
                 coalesce,
                 min_tls,
@@ -113,10 +126,12 @@ impl Stack {
         Stack {
             limit: None,
             http2: false,
+            proxy_protocol: None,
             timeouts: None,
             tls: None,
             buffering: Buffering::None,
             layers: Layers {
+                proxy_protocol: None,
                 first_request: false,
                 coalesce: false,
                 min_tls: TlsVersion::V1_2,
@@ -136,6 +151,14 @@ impl Stack {
         self
     }
 
+    /// Reads a PROXY header from each connection of trusted senders, and closes the
+    /// others (layer 0b, [`proxy_protocol`]).
+    pub(crate) fn with_proxy_protocol(mut self, proxy: Option<ProxyProtocol>) -> Stack {
+        self.layers.proxy_protocol = proxy.clone();
+        self.proxy_protocol = proxy;
+        self
+    }
+
     /// The Pingora service that serves `app` on `binds` through this stack. Fails when
     /// a TLS certificate or key cannot be loaded.
     pub(crate) fn service<A>(
@@ -147,9 +170,10 @@ impl Stack {
     where
         A: ServerApp + Send + Sync + 'static,
     {
-        let layers = self.layers;
+        let layers = self.layers.clone();
         if !layers.first_request
             && !layers.coalesce
+            && layers.proxy_protocol.is_none()
             && self.timeouts.is_none()
             && self.limit.is_none()
         {
@@ -172,6 +196,12 @@ impl Stack {
     where
         A: ServerApp + Send + Sync + 'static,
     {
+        if let (Some(proxy), Some(_)) = (&self.proxy_protocol, &self.tls) {
+            // TLS endpoints: before the handshake (module docs).
+            service
+                .endpoints()
+                .set_pre_tls_callback(Arc::new(proxy.clone()));
+        }
         for addr in binds {
             let endpoint =
                 self.buffering
@@ -186,7 +216,7 @@ impl Layers {
     /// Runs the per-connection layers on a new connection, outermost first, and tells
     /// whether it speaks HTTP/2 (ALPN, or a preface as first bytes); `None` when the
     /// client left before sending anything.
-    async fn apply(self, stream: Stream) -> Option<(Stream, bool)> {
+    async fn apply(&self, stream: Stream) -> Option<(Stream, bool)> {
         if !stream.as_any().is::<L4Stream>() {
             // TLS (module docs)
             if !tls::version_allowed(stream.get_ssl_digest().as_deref(), self.min_tls) {
@@ -197,6 +227,12 @@ impl Layers {
             return Some((stream, h2));
         }
         let mut l4: Box<L4Stream> = stream.into_any().downcast().ok()?;
+        if let Some(proxy) = &self.proxy_protocol {
+            if let Err(e) = proxy.accept(&mut l4).await {
+                log::debug!("PROXY protocol: connection closed: {e}");
+                return None;
+            }
+        }
         let h2 = match self.first_request {
             true => first_request::wait(&mut l4).await?,
             false => false,

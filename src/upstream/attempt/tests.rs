@@ -23,6 +23,7 @@ fn pool(n: u16, retries: usize) -> Arc<Pool> {
         read_timeout: Duration::from_secs(1),
         retries,
         link: Default::default(),
+        proxy_protocol: None,
     };
     Pool::build(spec).0
 }
