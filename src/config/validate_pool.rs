@@ -117,7 +117,28 @@ fn hash_key(text: &str, path: &str, p: &mut Problems) -> Option<HashKey> {
 
 fn health_check(h: &HealthCheckSection, pool: &str, p: &mut Problems) -> Option<HealthCheckSpec> {
     let path = join(pool, "health_check");
+    if h.kind != "udp" {
+        for (key, set) in [("send", h.send.is_some()), ("expect", h.expect.is_some())] {
+            if set {
+                p.add(join(&path, key), "only used with `type: udp`");
+            }
+        }
+    }
     let probe = match h.kind.as_str() {
+        "udp" => {
+            for (key, set) in [
+                ("path", h.path.is_some()),
+                ("expect_status", h.expect_status.is_some()),
+            ] {
+                if set {
+                    p.add(join(&path, key), "only used with `type: http`");
+                }
+            }
+            Probe::Udp {
+                send: h.send.clone().unwrap_or_default().into_bytes(),
+                expect: h.expect.clone().map(String::into_bytes),
+            }
+        }
         "tcp" => {
             for (key, set) in [
                 ("path", h.path.is_some()),
@@ -153,7 +174,7 @@ fn health_check(h: &HealthCheckSection, pool: &str, p: &mut Problems) -> Option<
         other => {
             p.add(
                 join(&path, "type"),
-                format!("unknown type `{other}` (expected tcp or http)"),
+                format!("unknown type `{other}` (expected tcp, http or udp)"),
             );
             return None;
         }

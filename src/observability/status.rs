@@ -36,6 +36,17 @@ pub(crate) enum ListenerStatus {
         /// Counters.
         metrics: TcpMetrics,
     },
+    /// A UDP listener.
+    Udp {
+        /// Name, binds.
+        info: ListenerInfo,
+        /// Its pool.
+        pool: String,
+        /// Its flow filters.
+        filters: Vec<String>,
+        /// Counters.
+        metrics: super::udp_metrics::UdpMetrics,
+    },
 }
 
 /// What every listener has.
@@ -126,6 +137,16 @@ fn listener(l: &ListenerStatus) -> Value {
             "active": metrics.active.get(), "requests": metrics.connections.get(), "errors": metrics.failed.get(),
             "routes": [],
         }),
+        ListenerStatus::Udp {
+            info,
+            pool,
+            filters,
+            metrics,
+        } => json!({
+            "name": info.name, "protocol": "udp", "binds": info.binds, "tls": false, "pool": pool, "filters": filters,
+            "active": metrics.active.get(), "requests": metrics.flows.get(), "errors": metrics.dropped_total(),
+            "routes": [],
+        }),
     }
 }
 
@@ -141,6 +162,7 @@ fn balance(spec: &PoolSpec) -> &'static str {
 fn pool(p: &Pool) -> Value {
     let health_check = p.spec.health_check.as_ref().map(|hc| match &hc.probe {
         Probe::Tcp => json!({"type": "tcp", "interval_ms": hc.interval.as_millis() as u64}),
+        Probe::Udp { .. } => json!({"type": "udp", "interval_ms": hc.interval.as_millis() as u64}),
         Probe::Http { path, .. } => {
             json!({"type": "http", "interval_ms": hc.interval.as_millis() as u64, "path": path})
         }

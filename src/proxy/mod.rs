@@ -15,3 +15,4 @@ mod http_log;
 mod relay;
 mod splice;
 pub(crate) mod tcp;
+pub(crate) mod udp;
