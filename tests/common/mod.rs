@@ -25,6 +25,7 @@ pub mod client;
 pub mod load;
 pub mod process;
 pub mod tioga;
+pub mod udp;
 
 use std::time::{Duration, Instant};
 
