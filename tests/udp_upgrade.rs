@@ -90,9 +90,11 @@ fn an_upgrade_under_continuous_udp_traffic_loses_no_datagram() {
     let (listen, admin) = (free_udp_addr(), free_addr());
     let mut old = Tioga::start(&yaml(old_backend.addr(), listen, admin), &[admin]);
     let ready = UdpClient::new(listen);
-    wait_until(Duration::from_secs(10), "the udp listener to answer", || {
-        ready.ask(b"ready?", Duration::from_millis(200)).is_ok()
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the udp listener to answer",
+        || ready.ask(b"ready?", Duration::from_millis(200)).is_ok(),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Counts::default());
     let threads: Vec<_> = (0..CLIENTS)
@@ -101,9 +103,11 @@ fn an_upgrade_under_continuous_udp_traffic_loses_no_datagram() {
             std::thread::spawn(move || client(listen, id, &stop, &counts))
         })
         .collect();
-    wait_until(Duration::from_secs(10), "traffic through the old process", || {
-        counts.answered.load(Ordering::Relaxed) >= 1000
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "traffic through the old process",
+        || counts.answered.load(Ordering::Relaxed) >= 1000,
+    );
     old.rewrite_config(&yaml(new_backend.addr(), listen, admin));
     let upgrade_started = Instant::now();
     let mut new = old.spawn_again(&["-u"]);
@@ -117,9 +121,11 @@ fn an_upgrade_under_continuous_udp_traffic_loses_no_datagram() {
     assert!(new.is_running(), "the new process exited");
     new.wait_ready(&[admin]);
     let answered = counts.answered.load(Ordering::Relaxed);
-    wait_until(Duration::from_secs(10), "traffic through the new process", || {
-        counts.answered.load(Ordering::Relaxed) >= answered + 1000
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "traffic through the new process",
+        || counts.answered.load(Ordering::Relaxed) >= answered + 1000,
+    );
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().unwrap();
@@ -135,7 +141,10 @@ fn an_upgrade_under_continuous_udp_traffic_loses_no_datagram() {
          {upgrade_took:?}: {answered} answered, {lost} lost, {from_new} by the new process"
     );
     assert!(from_new >= 1000, "the new process served the clients");
-    assert!(old_backend.datagrams() > 1000, "the old process served first");
+    assert!(
+        old_backend.datagrams() > 1000,
+        "the old process served first"
+    );
     assert_eq!(lost, 0, "requests without an answer");
     assert_eq!(sent, answered + lost);
 }

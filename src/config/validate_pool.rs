@@ -12,6 +12,9 @@ use serde_yaml::Value;
 const MAX_RETRIES: usize = 100;
 const MAX_RISE_FALL: usize = 1000;
 
+/// The largest UDP payload over IPv4, for a `udp` health check's `send`.
+const MAX_DATAGRAM: usize = 65_507;
+
 pub(super) fn pool(name: &str, value: &Value, p: &mut Problems) -> Option<PoolSpec> {
     let path = format!("pools.{name}");
     let s: PoolSection = p.parse(&path, value)?;
@@ -134,8 +137,18 @@ fn health_check(h: &HealthCheckSection, pool: &str, p: &mut Problems) -> Option<
                     p.add(join(&path, key), "only used with `type: http`");
                 }
             }
+            let send = h.send.clone().unwrap_or_default().into_bytes();
+            if send.len() > MAX_DATAGRAM {
+                p.add(
+                    join(&path, "send"),
+                    format!(
+                        "{} bytes is more than a UDP datagram carries ({MAX_DATAGRAM})",
+                        send.len()
+                    ),
+                );
+            }
             Probe::Udp {
-                send: h.send.clone().unwrap_or_default().into_bytes(),
+                send,
                 expect: h.expect.clone().map(String::into_bytes),
             }
         }

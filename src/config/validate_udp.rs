@@ -99,3 +99,123 @@ pub(super) fn not_on_streams(path: &str, s: &ListenerSection, p: &mut Problems) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{validate::validate, ListenerKind, Probe};
+    use crate::filter::Registry;
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn check(yaml: &str) -> Result<crate::config::Config, Vec<(String, String)>> {
+        validate(Path::new("lb.yaml"), yaml, &Registry::with_builtins()).map_err(|e| {
+            e.problems()
+                .iter()
+                .map(|p| (p.path.clone(), p.message.clone()))
+                .collect()
+        })
+    }
+
+    const POOL: &str = "pools:\n  dns:\n    backends: [127.0.0.1:53]\n";
+
+    #[test]
+    fn a_udp_listener_with_defaults_and_with_every_key() {
+        let c = check(&format!(
+            "{POOL}listeners:\n  d: {{protocol: udp, bind: 127.0.0.1:5353, pool: dns}}\n  \
+             e: {{protocol: udp, bind: 127.0.0.1:5354, pool: dns, session_timeout: 2s, \
+             max_flows: 10, filters: [{{allow: [10.0.0.0/8]}}]}}\n"
+        ))
+        .unwrap();
+        let ListenerKind::Udp(d) = &c.listeners[0].kind else {
+            panic!("a udp listener")
+        };
+        assert_eq!(d.session_timeout, Duration::from_secs(30));
+        assert_eq!(d.max_flows, super::DEFAULT_MAX_FLOWS);
+        let ListenerKind::Udp(e) = &c.listeners[1].kind else {
+            panic!("a udp listener")
+        };
+        assert_eq!(
+            (e.session_timeout, e.max_flows),
+            (Duration::from_secs(2), 10)
+        );
+        assert_eq!(e.filters.len(), 1);
+    }
+
+    #[test]
+    fn keys_of_other_protocols_are_refused_with_their_path() {
+        let problems = check(&format!(
+            "{POOL}listeners:\n  d: {{protocol: udp, bind: 127.0.0.1:5353, pool: dns, \
+             busy_poll: 10us, max_connections: 5, max_flows: 0, session_timeout: soon, \
+             filters: [{{redirect: {{to: /x}}}}]}}\n  \
+             t: {{protocol: tcp, bind: 127.0.0.1:5354, pool: dns, session_timeout: 1s}}\n  \
+             n: {{protocol: udp, bind: 127.0.0.1:5355}}\n"
+        ))
+        .unwrap_err();
+        for (path, words) in [
+            ("listeners.d.busy_poll", "tcp listeners"),
+            ("listeners.d.max_connections", "use `max_flows`"),
+            ("listeners.d.max_flows", "out of range"),
+            ("listeners.d.session_timeout", "not a duration"),
+            ("listeners.d.filters[0].redirect", "HTTP routes only"),
+            ("listeners.t.session_timeout", "udp listeners only"),
+            ("listeners.n.pool", "needs `pool`"),
+        ] {
+            assert!(
+                problems.iter().any(|(p, m)| p == path && m.contains(words)),
+                "{path}: {words} not in {problems:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tcp_and_udp_may_share_an_address_two_udp_may_not() {
+        let both = format!(
+            "{POOL}listeners:\n  t: {{protocol: tcp, bind: 127.0.0.1:53, pool: dns}}\n  \
+             u: {{protocol: udp, bind: 127.0.0.1:53, pool: dns}}\n"
+        );
+        assert!(check(&both).is_ok());
+        let problems = check(&format!(
+            "{both}  v: {{protocol: udp, bind: 0.0.0.0:53, pool: dns}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].1.contains("already used by listeners.u"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_udp_health_check_takes_send_and_expect_only() {
+        let c = check(
+            "pools:\n  dns:\n    backends: [127.0.0.1:53]\n    \
+             health_check: {type: udp, send: ping, expect: pong}\n\
+             listeners:\n  d: {protocol: udp, bind: 127.0.0.1:5353, pool: dns}\n",
+        )
+        .unwrap();
+        let probe = &c.pools[0].health_check.as_ref().unwrap().probe;
+        assert_eq!(
+            probe,
+            &Probe::Udp {
+                send: b"ping".to_vec(),
+                expect: Some(b"pong".to_vec())
+            }
+        );
+        let problems = check(
+            "pools:\n  dns:\n    backends: [127.0.0.1:53]\n    \
+             health_check: {type: udp, path: /x}\n  \
+             web:\n    backends: [127.0.0.1:80]\n    health_check: {type: http, expect: ok}\n\
+             listeners:\n  d: {protocol: udp, bind: 127.0.0.1:5353, pool: dns}\n",
+        )
+        .unwrap_err();
+        for (path, words) in [
+            ("pools.dns.health_check.path", "`type: http`"),
+            ("pools.web.health_check.expect", "`type: udp`"),
+        ] {
+            assert!(
+                problems.iter().any(|(p, m)| p == path && m.contains(words)),
+                "{path}: {words} not in {problems:#?}"
+            );
+        }
+    }
+}
