@@ -47,6 +47,8 @@ pub(super) struct Flow {
     pub(super) attempt: Attempt,
     /// When it started, on the listener's clock.
     pub(super) started: u64,
+    /// A header to send in front of the first datagram (PROXY protocol).
+    header: Option<Vec<u8>>,
     answers: AbortHandle,
 }
 
@@ -76,11 +78,13 @@ pub(super) struct Context {
 
 impl Flow {
     /// Picks a backend of `pool` for `client` (`key` for `consistent_hash`), connects a
-    /// socket to it and starts relaying its answers.
+    /// socket to it and starts relaying its answers. `header` goes in front of the
+    /// first datagram.
     pub(super) fn open(
         pool: &Arc<Pool>,
         key: &[u8],
         client: SocketAddr,
+        header: Option<Vec<u8>>,
         cx: &Context,
     ) -> Result<Flow, DropReason> {
         let mut attempt = pool.attempt();
@@ -122,6 +126,7 @@ impl Flow {
             bytes_in: 0,
             attempt,
             started: now,
+            header,
             answers,
         })
     }
@@ -130,6 +135,12 @@ impl Flow {
     /// is reported by the kernel on this send instead of sending: it is noted and the
     /// datagram sent again.
     pub(super) async fn send(&mut self, datagram: &[u8]) -> Result<(), DropReason> {
+        let payload = datagram.len() as u64;
+        let with_header = self.header.take().map(|mut h| {
+            h.extend_from_slice(datagram);
+            h
+        });
+        let datagram = with_header.as_deref().unwrap_or(datagram);
         for _ in 0..2 {
             let sent = match self.upstream.try_send(datagram) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -139,7 +150,7 @@ impl Flow {
             };
             match sent {
                 Ok(_) => {
-                    self.bytes_in += datagram.len() as u64;
+                    self.bytes_in += payload;
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {

@@ -8,7 +8,7 @@
 
 use super::flow::{self, Flow};
 use super::flows::{Clock, FlowTable};
-use super::UdpProxy;
+use super::{proxy_header, UdpProxy};
 use crate::filter::{Context, Decision, Hooks};
 use crate::observability::access_log::Entry;
 use crate::observability::udp_metrics::DropReason;
@@ -29,19 +29,29 @@ pub(super) struct Receiver {
     app: Arc<UdpProxy>,
     table: FlowTable<Flow>,
     cx: flow::Context,
+    /// The socket's own address (the destination in PROXY headers).
+    local: SocketAddr,
 }
 
 impl Receiver {
     /// A receiver for `socket`.
     pub(super) fn new(app: Arc<UdpProxy>, socket: UdpSocket) -> Self {
         let table = FlowTable::new(app.spec.max_flows, app.spec.session_timeout);
+        let local = socket
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let cx = flow::Context {
             listener: Arc::new(socket),
             clock: Clock::start(),
             metrics: app.metrics.clone(),
             name: app.name.clone(),
         };
-        Receiver { app, table, cx }
+        Receiver {
+            app,
+            table,
+            cx,
+            local,
+        }
     }
 
     /// Relays until the process hands its sockets over or shuts down, then keeps the
@@ -135,7 +145,12 @@ impl Receiver {
         } else {
             Vec::new()
         };
-        Flow::open(pool, &key, client, &self.cx).inspect_err(|reason| {
+        let header = self
+            .app
+            .spec
+            .proxy_protocol
+            .then(|| proxy_header::header(client, self.local));
+        Flow::open(pool, &key, client, header, &self.cx).inspect_err(|reason| {
             if *reason == DropReason::NoBackend {
                 log::warn!(
                     "listener {}: pool {} has no eligible backend",

@@ -12,10 +12,12 @@
 //! - `listener.rs`: the receive task of a socket, which keeps flows in order.
 //! - `flows.rs`: the bounded flow table and its expiry.
 //! - `flow.rs`: one flow, its backend socket and its answer task.
+//! - `proxy_header.rs`: the PROXY v2 header a flow may start with.
 
 mod flow;
 mod flows;
 mod listener;
+mod proxy_header;
 mod socket;
 
 use crate::filter::FilterChain;
@@ -55,6 +57,8 @@ pub(crate) struct UdpSettings {
     pub(crate) session_timeout: Duration,
     /// The most flows per listening socket.
     pub(crate) max_flows: usize,
+    /// Start each flow with a PROXY protocol v2 header (`proxy_header.rs`).
+    pub(crate) proxy_protocol: bool,
 }
 
 /// A UDP listener as a Pingora service: one receive task per bound address.
@@ -114,3 +118,6 @@ impl Service for UdpService {
         Some(self.binds.iter().map(|a| socket::key(*a)).collect())
     }
 }
+
+#[cfg(test)]
+mod tests;

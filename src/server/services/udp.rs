@@ -24,6 +24,8 @@ pub(super) fn listener(
         spec: UdpSettings {
             session_timeout: spec.session_timeout,
             max_flows: spec.max_flows,
+            // The pool's `proxy_protocol: v2` (merged from the l4tcp branch) belongs here.
+            proxy_protocol: false,
         },
         metrics: shared.metrics.udp(&name, &spec.pool),
         access_log: shared.access_log.clone(),
