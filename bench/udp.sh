@@ -9,16 +9,17 @@
 #
 # Environment: REPS, DURATION, OUT, BUILD (as bench/run.sh), TIOGA (the binary; default
 # target/release/tioga), CLIENTS (concurrent flows of the load, default 100), FLOWS
-# (idle flows of the memory measure, default 10000), KEEP_TMP.
+# (idle flows of the memory measure, default 10000), UDP_BENCH (the load tool), KEEP_TMP.
 #
 # Measures, per repetition, on freshly started proxies:
-#   - datagrams/s: CLIENTS flows, each one 64-byte request at a time (the next once the
+#   - requests/s: CLIENTS flows, each one 64-byte request at a time (the next once the
 #     answer is back; 200 ms without one counts as lost), for DURATION; answers per s.
 #   - CPU µs per datagram: the same load paced at a fixed rate (half the slower proxy's
 #     rate in repetition 1, rounded down to 1000); (utime+stime of the proxy) / (2 ×
 #     answers): a request and its answer are two datagrams relayed.
-#   - bytes per idle flow: RSS before and after FLOWS flows, each one answered request,
-#     left idle (both proxies keep a flow for 30 s); (delta) / FLOWS.
+#   - bytes per idle flow: RSS before and after FLOWS flows (opened 100 at a time), each
+#     one answered request, left idle (both proxies keep a flow for 30 s); delta / flows
+#     answered.
 
 set -euo pipefail
 
@@ -31,7 +32,7 @@ BENCH=$ROOT/bench
 OUT=${OUT:-$BENCH/results.md}
 CARGO=${CARGO:-cargo}
 TIOGA=${TIOGA:-$ROOT/target/release/tioga}
-TOOL=$ROOT/target/bare/release/examples/udp_bench
+TOOL=${UDP_BENCH:-$ROOT/target/bare/release/examples/udp_bench}
 PROXY_CPU=0
 LOAD_CPU=1
 
@@ -69,7 +70,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-(($(ulimit -n) >= FLOWS * 2 + 1000)) || die "ulimit -n $(ulimit -n) is too low for FLOWS=$FLOWS"
+# Each proxy holds a socket per flow towards its backend; the load tool one per flow.
+(($(ulimit -n) >= FLOWS + 1000)) || die "ulimit -n $(ulimit -n) is too low for FLOWS=$FLOWS"
 
 py() { python3 "$BENCH/bench.py" "$@"; }
 start() { # NAME CPU CMD... — in the background, pinned; pid in LAST_PID
@@ -119,7 +121,7 @@ worker_processes 1;
 daemon off;
 pid $TMP/nginx.pid;
 error_log $TMP/nginx.error.log crit;
-worker_rlimit_nofile $((FLOWS * 2 + 1000));
+worker_rlimit_nofile $(ulimit -n);
 events { worker_connections $((FLOWS * 2 + 1000)); }
 stream {
     upstream echo {
@@ -193,10 +195,14 @@ for ((rep = 1; rep <= REPS; rep++)); do
     after=$(py rss "${pids[@]}")
     note=""
     ((opened == FLOWS)) || note="only $opened of $FLOWS flows answered"
-    record "$rep" udp_bytes_per_flow "$p" "$(((after - before) * 1024 / FLOWS))" "$note"
+    if ((opened == 0)); then
+      record "$rep" udp_bytes_per_flow "$p" "" "no flow answered"
+      stop "$p"
+      continue
+    fi
+    record "$rep" udp_bytes_per_flow "$p" "$(((after - before) * 1024 / opened))" "$note"
+    stop "$p" # its flows' sockets hold ephemeral ports the next proxy's flows need
   done
-  stop tioga
-  stop nginx
 done
 
 python3 - "$RAW" "$OUT" "$REPS" "$SECS" "$CLIENTS" "$FLOWS" "$RATE" <<'EOF'
@@ -214,7 +220,7 @@ def med(xs):
     return statistics.median(xs) if xs else None
 def fmt(v):
     return "—" if v is None else (f"{v:,.0f}" if v >= 100 else f"{v:.2f}")
-measures = [("udp_rps", "datagrams/s, request + answer (more is better)"),
+measures = [("udp_rps", "requests/s, each a datagram in and its answer out (more is better)"),
             ("udp_cpu_us", f"proxy CPU µs per datagram at {int(rate):,} requests/s (less is better)"),
             ("udp_bytes_per_flow", f"bytes per idle flow, {int(flows):,} flows (less is better)")]
 lines = ["", "## UDP: Tioga against nginx's stream module", "",
