@@ -75,7 +75,11 @@ impl Receiver {
                 read = socket.recv_from(&mut buf) => {
                     match read {
                         Ok((n, client)) => self.forward(&buf[..n], client).await,
-                        Err(e) => log::debug!("listener {}: {e}", self.app.name),
+                        Err(e) => {
+                            log::debug!("listener {}: {e}", self.app.name);
+                            // A lasting error must not spin this task.
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
                     }
                     for _ in 0..BATCH {
                         match socket.try_recv_from(&mut buf) {
