@@ -172,7 +172,7 @@ fn syntax_errors_name_the_line() {
 
 #[test]
 fn wrong_types_and_unknown_top_level_keys() {
-    let ps = problems("pool: {}\npools: {p: {backends: [127.0.0.1:1], retries: many}}\nlisteners: {l: {protocol: udp, bind: 127.0.0.1:1}}\n");
+    let ps = problems("pool: {}\npools: {p: {backends: [127.0.0.1:1], retries: many}}\nlisteners: {l: {protocol: sctp, bind: 127.0.0.1:1}}\n");
     assert!(
         ps.iter()
             .any(|p| p.path == "pool" && p.message.contains("unknown key")),
@@ -181,7 +181,7 @@ fn wrong_types_and_unknown_top_level_keys() {
     assert!(ps.iter().any(|p| p.path == "pools.p.retries"), "{ps:#?}");
     assert!(
         ps.iter()
-            .any(|p| p.path == "listeners.l.protocol" && p.message.contains("udp")),
+            .any(|p| p.path == "listeners.l.protocol" && p.message.contains("`sctp`")),
         "{ps:#?}"
     );
 }
