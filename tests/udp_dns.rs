@@ -2,7 +2,8 @@
 //! answer `svc.test` with different addresses; DNS queries through Tioga are balanced
 //! per flow (round robin), each client's queries stay on its server, and a server that
 //! stops is taken out by the pool's `tcp` health check (dnsmasq serves TCP on the same
-//! port), after which every new flow goes to the other.
+//! port), after which every new flow goes to the other. A TCP listener on the same
+//! address and pool serves DNS over TCP and sees the same health.
 
 mod common;
 
@@ -91,7 +92,7 @@ fn dns_queries_through_tioga_to_two_dnsmasq_servers() {
     let (one, two) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
     let a = Dnsmasq::start(one);
     let mut b = Some(Dnsmasq::start(two));
-    let listen = common::udp::free_udp_addr();
+    let listen = common::udp::free_tcp_udp_addr();
     let admin = free_addr();
     let yaml = format!(
         "server: {{threads: 2, pid_file: '@DIR@/t.pid', upgrade_sock: '@DIR@/up.sock'}}
@@ -105,11 +106,15 @@ listeners:
     protocol: udp
     bind: \"{listen}\"
     pool: dns
+  dns_tcp:
+    protocol: tcp
+    bind: \"{listen}\"
+    pool: dns
 ",
         a.addr,
         b.as_ref().unwrap().addr
     );
-    let _tioga = Tioga::start(&yaml, &[admin]);
+    let _tioga = Tioga::start(&yaml, &[admin, listen]);
     let ready = UdpClient::new(listen);
     wait_until(Duration::from_secs(10), "DNS through tioga", || {
         ready.send(&query(7)).unwrap();
@@ -142,5 +147,21 @@ listeners:
     for c in 0..6u16 {
         let client = UdpClient::new(listen);
         assert_eq!(resolve(&client, 100 + c), one, "new flow {c}");
+        assert_eq!(resolve_tcp(listen, 200 + c), one, "TCP connection {c}");
     }
+}
+
+/// Resolves over TCP (each message after its 2-byte length) on a new connection.
+fn resolve_tcp(addr: SocketAddr, id: u16) -> Ipv4Addr {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let q = query(id);
+    s.write_all(&(q.len() as u16).to_be_bytes()).unwrap();
+    s.write_all(&q).unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut answer).unwrap();
+    answer_to(id, &answer).unwrap_or_else(|| panic!("not an answer to query {id}: {answer:?}"))
 }

@@ -28,6 +28,19 @@ pub fn free_udp_addr() -> SocketAddr {
     socket.local_addr().expect("local_addr")
 }
 
+/// An address on 127.0.0.1 whose port was free for both TCP and UDP a moment ago (a
+/// tcp and a udp listener sharing it).
+pub fn free_tcp_udp_addr() -> SocketAddr {
+    for _ in 0..100 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp 127.0.0.1:0");
+        let addr = tcp.local_addr().expect("local_addr");
+        if UdpSocket::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no port free for both TCP and UDP in 100 tries");
+}
+
 fn enlarge(socket: &UdpSocket) {
     let _ = rustix::net::sockopt::set_socket_recv_buffer_size(socket.as_fd(), BUFFER);
     let _ = rustix::net::sockopt::set_socket_send_buffer_size(socket.as_fd(), BUFFER);
