@@ -4,8 +4,8 @@
 //! Round robin spreads flows and keeps each on its backend; `consistent_hash` on
 //! `client_ip` keeps a client's address on one backend across flows; a backend whose
 //! `udp` health check fails gets no new flows; an idle flow is forgotten after
-//! `session_timeout` (its access-log line written); filters refuse flows; a 65,507-byte
-//! datagram passes; and 100,000 datagrams from 100 clients arrive all, intact, in order.
+//! `session_timeout` (its access-log line written); filters refuse flows; a full flow
+//! table drops new flows only; a 65,507-byte datagram passes; and 100,000 datagrams from 100 clients arrive all, intact, in order.
 
 mod common;
 
@@ -245,6 +245,24 @@ fn filters_refuse_flows_and_the_refusals_are_counted() {
         "tioga_udp_dropped_datagrams_total{listener=\"dns\",reason=\"refused\"}",
     );
     assert_eq!(refused, 3.0, "the denied address and two over the rate");
+}
+
+#[test]
+fn a_full_flow_table_drops_new_flows_and_keeps_the_others() {
+    let a = spawn_udp_backend("a");
+    let udp = start(&[&a], "", "    max_flows: 2\n");
+    // The readiness flow is the first of the two.
+    let second = UdpClient::new(udp.listen);
+    assert_eq!(second.ask(b"in", ANSWER).unwrap(), "a");
+    let third = UdpClient::new(udp.listen);
+    third.send(b"no room").unwrap();
+    assert!(third.recv(Duration::from_millis(300)).is_err());
+    assert_eq!(second.ask(b"still in", ANSWER).unwrap(), "a");
+    let full = metric(
+        udp.admin,
+        "tioga_udp_dropped_datagrams_total{listener=\"dns\",reason=\"flow_table_full\"}",
+    );
+    assert_eq!(full, 1.0);
 }
 
 #[test]
