@@ -93,11 +93,12 @@ impl Flow {
             match connect(backend) {
                 Ok(socket) => break socket,
                 Err(Failure::Local(e)) => {
-                    log::warn!("listener {}: no socket for a new flow: {e}", cx.name);
+                    log::debug!("listener {}: no socket for a new flow: {e}", cx.name);
                     return Err(DropReason::NoSocket);
                 }
                 Err(Failure::Backend(e)) => {
-                    log::warn!("pool {}: connecting to {backend} failed: {e}", pool.name());
+                    // Counted as the backend's connect failure; not logged per datagram.
+                    log::debug!("pool {}: connecting to {backend} failed: {e}", pool.name());
                     attempt
                         .connect_failed()
                         .map_err(|_| DropReason::NoBackend)?;

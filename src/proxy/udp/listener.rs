@@ -31,6 +31,9 @@ pub(super) struct Receiver {
     cx: flow::Context,
     /// The socket's own address (the destination in PROXY headers).
     local: SocketAddr,
+    /// When a dropped datagram was last logged, and how many were dropped since.
+    last_warning: Option<u64>,
+    unlogged: u64,
 }
 
 impl Receiver {
@@ -51,6 +54,8 @@ impl Receiver {
             table,
             cx,
             local,
+            last_warning: None,
+            unlogged: 0,
         }
     }
 
@@ -118,7 +123,7 @@ impl Receiver {
                     self.table.insert(client, flow);
                     self.app.metrics.flow_started();
                 }
-                Err(reason) => return self.app.metrics.dropped(reason),
+                Err(reason) => return self.drop_datagram(reason),
             }
         }
         let Some(flow) = self.table.get_mut(&client) else {
@@ -127,7 +132,7 @@ impl Receiver {
         flow.shared.last_active.touch(now);
         match flow.send(datagram).await {
             Ok(()) => self.app.metrics.forwarded_in(datagram.len()),
-            Err(reason) => self.app.metrics.dropped(reason),
+            Err(reason) => self.drop_datagram(reason),
         }
     }
 
@@ -154,15 +159,46 @@ impl Receiver {
             .spec
             .proxy_protocol
             .then(|| proxy_header::header(client, self.local));
-        Flow::open(pool, &key, client, header, &self.cx).inspect_err(|reason| {
-            if *reason == DropReason::NoBackend {
-                log::warn!(
-                    "listener {}: pool {} has no eligible backend",
-                    self.app.name,
-                    pool.name()
-                );
+        Flow::open(pool, &key, client, header, &self.cx)
+    }
+
+    /// Counts a dropped datagram, and says so in the log at most once a second (a
+    /// flood of datagrams must not become a flood of lines); refusals by filters are
+    /// only counted.
+    fn drop_datagram(&mut self, reason: DropReason) {
+        self.app.metrics.dropped(reason);
+        if reason == DropReason::Refused {
+            return;
+        }
+        self.unlogged += 1;
+        let now = self.cx.clock.now();
+        if self
+            .last_warning
+            .is_some_and(|t| now.saturating_sub(t) < 1000)
+        {
+            return;
+        }
+        let why = match reason {
+            DropReason::NoBackend => {
+                format!("pool {} has no eligible backend", self.app.pool.name())
             }
-        })
+            DropReason::FlowTableFull => format!(
+                "the flow table is full (max_flows {})",
+                self.app.spec.max_flows
+            ),
+            DropReason::NoSocket => {
+                "no socket towards the backend (descriptors or ephemeral ports ran out)".to_string()
+            }
+            DropReason::SendFailed => "sending to the backend failed".to_string(),
+            DropReason::Refused => "refused".to_string(),
+        };
+        log::warn!(
+            "listener {}: datagram dropped: {why} ({} dropped since the last such line)",
+            self.app.name,
+            self.unlogged
+        );
+        self.last_warning = Some(now);
+        self.unlogged = 0;
     }
 
     /// Runs the filters with a connection hook; false when one refuses `client`.
