@@ -145,7 +145,7 @@ fn a_backend_down_by_its_udp_health_check_gets_no_new_flows() {
     let (a, b) = (spawn_udp_backend("a"), spawn_udp_backend("b"));
     let udp = start(
         &[&a, &b],
-        "    health_check: {type: udp, send: ping, expect: pong, interval: 100ms, timeout: 300ms}\n",
+        "    health_check: {type: udp, send: ping, expect: pong, interval: 100ms, timeout: 1s}\n",
         "",
     );
     wait_until(Duration::from_secs(10), "both backends probed", || {
