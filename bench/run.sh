@@ -517,3 +517,5 @@ meta method "Same work for all: Host passed unchanged, X-Forwarded-For/-Proto/-H
 log "wrote $OUT"
 # The HTTP/2 and TLS rows (Tioga and HAProxy), appended to the same report.
 REPS=$REPS DURATION="${SECS}s" OUT=$OUT BUILD=0 bash "$BENCH/h2.sh"
+# UDP rows (Tioga's udp listener against nginx's stream module): their own script and section.
+REPS=$REPS DURATION=$DURATION OUT=$OUT TIOGA=$TIOGA BUILD=${BUILD:-1} bash "$BENCH/udp.sh"

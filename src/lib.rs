@@ -14,7 +14,7 @@
 //! | 0 | `vocab` | the words every layer shares (balance modes, hash keys, probes, log formats) |
 //! | 1 | `routing`, `upstream` | the route table and its matchers; pools, selection, health |
 //! | 2 | [`filter`], `observability` | the filter API and built-ins; metrics, access log, status |
-//! | 3 | `config`, `proxy` | the YAML file and its validation; the HTTP and TCP listeners |
+//! | 3 | `config`, `proxy` | the YAML file and its validation; the HTTP, TCP and UDP listeners |
 //! | 4 | `server` | bootstrap, services, upgrade hand-over, signals |
 //! | 5 | `cli`, this file | the command line and [`Tioga`] |
 

@@ -77,6 +77,14 @@ pub(crate) enum Probe {
         /// Status expected; `None` means any 2xx.
         expect_status: Option<u16>,
     },
+    /// A UDP datagram, answered (Tioga's UDP listeners).
+    Udp {
+        /// Bytes to send (the YAML text, as UTF-8).
+        send: Vec<u8>,
+        /// Bytes the answer must contain; `None`: any answer, or none at all as long
+        /// as the backend's host does not refuse the port (ICMP unreachable).
+        expect: Option<Vec<u8>>,
+    },
 }
 
 /// Where lines go.

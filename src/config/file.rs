@@ -113,6 +113,10 @@ pub(crate) struct HealthCheckSection {
     pub(crate) path: Option<String>,
     /// Expected HTTP status (http only); default any 2xx.
     pub(crate) expect_status: Option<u16>,
+    /// The datagram to send (udp only).
+    pub(crate) send: Option<String>,
+    /// What the answer must contain (udp only).
+    pub(crate) expect: Option<String>,
 }
 
 /// `listeners.NAME` — an entry point. Routes are kept as raw YAML values so that each
@@ -120,7 +124,7 @@ pub(crate) struct HealthCheckSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListenerSection {
-    /// `http` or `tcp`.
+    /// `http`, `tcp` or `udp`.
     pub(crate) protocol: String,
     /// Address or addresses to listen on.
     pub(crate) bind: OneOrMany,
@@ -156,6 +160,10 @@ pub(crate) struct ListenerSection {
     pub(crate) peek_timeout: Option<String>,
     /// Accept a PROXY header from these senders.
     pub(crate) proxy_protocol: Option<ProxyProtocolSection>,
+    /// How long an idle flow is kept (udp only).
+    pub(crate) session_timeout: Option<String>,
+    /// The most flows at once (udp only).
+    pub(crate) max_flows: Option<usize>,
 }
 
 /// `listeners.NAME.proxy_protocol`.

@@ -16,6 +16,7 @@ mod validate_listener;
 mod validate_pool;
 mod validate_tcp_routes;
 mod validate_tls;
+mod validate_udp;
 mod values;
 
 use crate::routing::Matcher;
@@ -128,6 +129,21 @@ pub(crate) enum ListenerKind {
         /// How long a spliced direction busy-polls before it sleeps (zero: never).
         busy_poll: Duration,
     },
+    /// An L4 UDP listener.
+    Udp(UdpSpec),
+}
+
+/// A UDP listener's settings.
+#[derive(Debug)]
+pub(crate) struct UdpSpec {
+    /// The pool it forwards to.
+    pub(crate) pool: String,
+    /// Filters run when a flow starts, in order.
+    pub(crate) filters: Vec<FilterSpec>,
+    /// How long a flow is kept without a datagram either way (`session_timeout`).
+    pub(crate) session_timeout: Duration,
+    /// The most flows at once (`max_flows`).
+    pub(crate) max_flows: usize,
 }
 
 /// One route of an HTTP listener.

@@ -108,6 +108,7 @@ fn build(file: &Path, root: &Value, filters: &Registry, p: &mut Problems) -> Opt
         })
         .collect::<Vec<_>>();
     check_binds(&listeners, admin, p);
+    super::validate_udp::pools_fit(&listeners, &pools, p);
     Some(Config {
         file: file.to_path_buf(),
         server: server?,
@@ -292,13 +293,17 @@ fn listener(
         })
         .collect();
     let proxy_protocol = super::validate_listener::trusted(&path, &s, p);
+    if s.protocol != "udp" {
+        super::validate_udp::not_on_streams(&path, &s, p);
+    }
     let kind = match s.protocol.as_str() {
         "http" => super::validate_listener::http(cx, &path, &s, p),
         "tcp" => super::validate_listener::tcp(cx, &path, &s, p),
+        "udp" => super::validate_udp::udp(cx, &path, &s, p),
         other => {
             p.add(
                 join(&path, "protocol"),
-                format!("unknown protocol `{other}` (expected http or tcp)"),
+                format!("unknown protocol `{other}` (expected http, tcp or udp)"),
             );
             None
         }
@@ -322,14 +327,20 @@ fn listener(
     })
 }
 
+/// A TCP and a UDP listener may share an address (DNS is served on both); two of the
+/// same transport may not.
 fn check_binds(listeners: &[ListenerSpec], admin: Option<SocketAddr>, p: &mut Problems) {
-    let mut seen: Vec<(SocketAddr, String)> = admin
-        .map(|a| (a, "admin.bind".to_string()))
+    let mut seen: Vec<(SocketAddr, bool, String)> = admin
+        .map(|a| (a, false, "admin.bind".to_string()))
         .into_iter()
         .collect();
     for l in listeners {
+        let udp = matches!(l.kind, ListenerKind::Udp(_));
         for b in &l.binds {
-            if let Some((_, other)) = seen.iter().find(|(s, _)| overlaps(*s, *b)) {
+            if let Some((_, _, other)) = seen
+                .iter()
+                .find(|(s, s_udp, _)| *s_udp == udp && overlaps(*s, *b))
+            {
                 p.add(
                     format!("listeners.{}.bind", l.name),
                     format!(
@@ -337,7 +348,7 @@ fn check_binds(listeners: &[ListenerSpec], admin: Option<SocketAddr>, p: &mut Pr
                     ),
                 );
             } else {
-                seen.push((*b, format!("listeners.{}", l.name)));
+                seen.push((*b, udp, format!("listeners.{}", l.name)));
             }
         }
     }

@@ -194,7 +194,7 @@ pub(super) fn tcp(
 
 /// Builds a `filters:` list; each item is a one-key map `NAME: SETTINGS`. On a TCP
 /// listener (`needs` = `HttpAndTcp`) only filters with a connection hook are allowed.
-fn filters(
+pub(super) fn filters(
     cx: &Context,
     list: &[Value],
     path: &str,

@@ -12,6 +12,9 @@ use serde_yaml::Value;
 const MAX_RETRIES: usize = 100;
 const MAX_RISE_FALL: usize = 1000;
 
+/// The largest UDP payload over IPv4, for a `udp` health check's `send`.
+const MAX_DATAGRAM: usize = 65_507;
+
 pub(super) fn pool(
     name: &str,
     value: &Value,
@@ -124,7 +127,38 @@ fn hash_key(text: &str, path: &str, p: &mut Problems) -> Option<HashKey> {
 
 fn health_check(h: &HealthCheckSection, pool: &str, p: &mut Problems) -> Option<HealthCheckSpec> {
     let path = join(pool, "health_check");
+    if h.kind != "udp" {
+        for (key, set) in [("send", h.send.is_some()), ("expect", h.expect.is_some())] {
+            if set {
+                p.add(join(&path, key), "only used with `type: udp`");
+            }
+        }
+    }
     let probe = match h.kind.as_str() {
+        "udp" => {
+            for (key, set) in [
+                ("path", h.path.is_some()),
+                ("expect_status", h.expect_status.is_some()),
+            ] {
+                if set {
+                    p.add(join(&path, key), "only used with `type: http`");
+                }
+            }
+            let send = h.send.clone().unwrap_or_default().into_bytes();
+            if send.len() > MAX_DATAGRAM {
+                p.add(
+                    join(&path, "send"),
+                    format!(
+                        "{} bytes is more than a UDP datagram carries ({MAX_DATAGRAM})",
+                        send.len()
+                    ),
+                );
+            }
+            Probe::Udp {
+                send,
+                expect: h.expect.clone().map(String::into_bytes),
+            }
+        }
         "tcp" => {
             for (key, set) in [
                 ("path", h.path.is_some()),
@@ -160,7 +194,7 @@ fn health_check(h: &HealthCheckSection, pool: &str, p: &mut Problems) -> Option<
         other => {
             p.add(
                 join(&path, "type"),
-                format!("unknown type `{other}` (expected tcp or http)"),
+                format!("unknown type `{other}` (expected tcp, http or udp)"),
             );
             return None;
         }

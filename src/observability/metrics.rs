@@ -39,6 +39,7 @@ pub(crate) struct Metrics {
     pool_retries: IntCounterVec,
     config_loaded: IntGauge,
     access_log_dropped: IntCounter,
+    udp: super::udp_metrics::UdpFamilies,
 }
 
 /// Status classes, indexed by `status / 100 - 1`; anything else counts as `5xx`.
@@ -197,6 +198,7 @@ impl Metrics {
             .expect("unique metric");
         Self {
             enabled,
+            udp: super::udp_metrics::UdpFamilies::register(&registry),
             http_requests: counter(
                 "tioga_http_requests_total",
                 "HTTP requests by status class",
@@ -294,6 +296,11 @@ impl Metrics {
             }),
             duration: self.http_duration.with_label_values(&[listener, route]),
         }
+    }
+
+    /// Handles for UDP listener `listener` on `pool`.
+    pub(crate) fn udp(&self, listener: &str, pool: &str) -> super::udp_metrics::UdpMetrics {
+        self.udp.listener(self.enabled, listener, pool)
     }
 
     /// Handles for HTTP listener `listener`.

@@ -7,5 +7,6 @@ pub(crate) mod admin;
 mod log_line;
 pub(crate) mod metrics;
 pub(crate) mod status;
+pub(crate) mod udp_metrics;
 
 pub(crate) use access_log::AccessLog;

@@ -41,6 +41,17 @@ pub(crate) enum ListenerStatus {
         /// Connections no route took.
         no_route: IntCounter,
     },
+    /// A UDP listener.
+    Udp {
+        /// Name, binds.
+        info: ListenerInfo,
+        /// Its pool.
+        pool: String,
+        /// Its flow filters.
+        filters: Vec<String>,
+        /// Counters.
+        metrics: super::udp_metrics::UdpMetrics,
+    },
 }
 
 /// A route of a TCP listener as the status document shows it.
@@ -156,6 +167,16 @@ fn listener(l: &ListenerStatus) -> Value {
                 "routes": routes,
             })
         }
+        ListenerStatus::Udp {
+            info,
+            pool,
+            filters,
+            metrics,
+        } => json!({
+            "name": info.name, "protocol": "udp", "binds": info.binds, "tls": false, "pool": pool, "filters": filters,
+            "active": metrics.active.get(), "requests": metrics.flows.get(), "errors": metrics.dropped_total(),
+            "routes": [],
+        }),
     }
 }
 
@@ -171,6 +192,7 @@ fn balance(spec: &PoolSpec) -> &'static str {
 fn pool(p: &Pool) -> Value {
     let health_check = p.spec.health_check.as_ref().map(|hc| match &hc.probe {
         Probe::Tcp => json!({"type": "tcp", "interval_ms": hc.interval.as_millis() as u64}),
+        Probe::Udp { .. } => json!({"type": "udp", "interval_ms": hc.interval.as_millis() as u64}),
         Probe::Http { path, .. } => {
             json!({"type": "http", "interval_ms": hc.interval.as_millis() as u64, "path": path})
         }

@@ -119,6 +119,20 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Socket<T> {
     }
 }
 
+/// A descriptor of our own for `fd`, a socket in Pingora's table of listening sockets
+/// (`Fds`), which UDP listeners share with Pingora's own listeners.
+pub(crate) fn duplicate_listening(fd: RawFd) -> io::Result<OwnedFd> {
+    if !is_open(fd) {
+        return Err(io::Error::from(rustix::io::Errno::BADF));
+    }
+    // SAFETY: the table holds descriptors that Pingora received from the previous
+    // process or that a listener put there, and keeps them open for the life of the
+    // process (it closes only those no service declares, before any service starts);
+    // the borrow ends with this statement, leaving a duplicate of our own.
+    #[allow(unsafe_code)]
+    unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

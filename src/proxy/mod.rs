@@ -1,6 +1,7 @@
 //! The request path: the L7 `ProxyHttp` implementation ([`http`]) and the L4 TCP
 //! proxy ([`tcp`]), both thin layers over routing and the shared pools, each behind its
-//! listener's accept stack (`accept`: buffering, first-request guard, coalescing).
+//! listener's accept stack (`accept`: buffering, first-request guard, coalescing); and
+//! the UDP listeners ([`udp`]), a service of their own over the same pools.
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use head::check as check_head;
@@ -18,3 +19,4 @@ pub(crate) mod sni;
 mod splice;
 pub(crate) mod tcp;
 pub(crate) mod tls;
+pub(crate) mod udp;

@@ -80,14 +80,19 @@ fn server_conf(s: &ServerSettings, mode: RunMode, relay: &str) -> ServerConf {
 /// Fails early, with a clear message, when an address is already taken (Pingora
 /// would otherwise leave a process with dead listeners).
 fn check_binds(config: &Config) -> Result<(), ServerError> {
-    let admin = config.admin.iter().map(|a| ("admin", a));
-    let listeners = config
-        .listeners
-        .iter()
-        .flat_map(|l| l.binds.iter().map(|a| (l.name.as_str(), a)));
-    for (name, addr) in admin.chain(listeners) {
+    let admin = config.admin.iter().map(|a| ("admin", a, false));
+    let listeners = config.listeners.iter().flat_map(|l| {
+        let udp = matches!(l.kind, crate::config::ListenerKind::Udp(_));
+        l.binds.iter().map(move |a| (l.name.as_str(), a, udp))
+    });
+    for (name, addr, udp) in admin.chain(listeners) {
         {
-            if let Err(source) = TcpListener::bind(addr) {
+            let bound = if udp {
+                std::net::UdpSocket::bind(addr).map(drop)
+            } else {
+                TcpListener::bind(addr).map(drop)
+            };
+            if let Err(source) = bound {
                 return Err(ServerError::Bind {
                     listener: name.to_string(),
                     addr: *addr,
@@ -142,7 +147,8 @@ pub(crate) fn run(config: Config, mode: RunMode) -> Result<(), ServerError> {
         config.file.display(),
         config.listeners.len()
     );
-    let (services, access_log) = services::build(config, &server.configuration)?;
+    let phases = server.watch_execution_phase();
+    let (services, access_log) = services::build(config, &server.configuration, phases)?;
     server.add_services(services);
     log::info!("tioga: starting {summary}");
     server.run(RunArgs {

@@ -24,6 +24,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+mod udp;
+
 type Services = Vec<Box<dyn ServiceWithDependents>>;
 
 /// Everything a listener needs from the shared parts.
@@ -32,12 +34,14 @@ struct Shared {
     grace_period: std::time::Duration,
     metrics: Arc<Metrics>,
     access_log: Option<Arc<AccessLog>>,
+    phases: tokio::sync::broadcast::Receiver<pingora_core::server::ExecutionPhase>,
 }
 
 /// All services of `config`, and the access log (to flush at exit).
 pub(super) fn build(
     config: Config,
     conf: &Arc<ServerConf>,
+    phases: tokio::sync::broadcast::Receiver<pingora_core::server::ExecutionPhase>,
 ) -> Result<(Services, Option<Arc<AccessLog>>), ServerError> {
     let mut services: Services = Vec::new();
     // Nothing can read metrics without the admin endpoint: then they are not recorded.
@@ -68,6 +72,7 @@ pub(super) fn build(
         grace_period: config.server.grace_period,
         metrics,
         access_log,
+        phases,
     };
     let mut statuses = Vec::new();
     for l in config.listeners {
@@ -215,6 +220,7 @@ fn listener(
                 status,
             ))
         }
+        ListenerKind::Udp(spec) => Ok(udp::listener(name, info, l.binds, spec, shared)),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Active health checks, one probe stream per pool, feeding the pool's backend state.
 //!
-//! Pingora's `TcpHealthCheck` and `HttpHealthCheck` do the probing; a recording wrapper wraps
+//! Pingora's `TcpHealthCheck` and `HttpHealthCheck` do the probing (and `udp.rs`, ours,
+//! for UDP services); a recording wrapper wraps
 //! either with the pool's `timeout`, records each result and its latency in the pool's
 //! [`BackendTable`] (for metrics and the status page) and logs every transition. The
 //! pool's `LoadBalancer` runs the checks as a background service, so however many
@@ -58,6 +59,13 @@ pub(crate) fn build(
             }));
             Box::new(hc)
         }
+        Probe::Udp { send, expect } => Box::new(udp::UdpHealthCheck {
+            send: send.clone(),
+            expect: expect.clone(),
+            wait: spec.timeout.mul_f64(0.9),
+            rise: spec.rise,
+            fall: spec.fall,
+        }),
     };
     Box::new(Recorded {
         pool: pool.to_string(),
@@ -128,3 +136,4 @@ impl HealthCheck for Recorded {
 
 #[cfg(test)]
 mod tests;
+mod udp;

@@ -27,6 +27,7 @@ pub mod peer;
 pub mod pki;
 pub mod process;
 pub mod tioga;
+pub mod udp;
 
 use std::time::{Duration, Instant};
 
