@@ -144,6 +144,9 @@ pub(crate) struct ListenerSection {
     pub(crate) max_connections: Option<usize>,
     /// Whether a worker's answers are sent together (http only), default true.
     pub(crate) coalesce: Option<bool>,
+    /// A path Tioga answers `200 ok` itself, for load balancers' health checks
+    /// (http only).
+    pub(crate) healthz: Option<String>,
 }
 
 /// `listeners.NAME.tls`.

@@ -107,6 +107,8 @@ pub(crate) enum ListenerKind {
         head: crate::vocab::HeadRules,
         /// Whether plain connections send a worker's answers together (`coalesce`).
         coalesce: bool,
+        /// The path Tioga answers itself for health checks (`healthz`).
+        healthz: Option<String>,
     },
     /// An L4 TCP listener.
     Tcp {

@@ -94,6 +94,7 @@ pub(super) fn http(
         routes,
         head,
         coalesce: s.coalesce.unwrap_or(true),
+        healthz: healthz(path, s, p),
     })
 }
 
@@ -136,6 +137,19 @@ fn route(
     })
 }
 
+/// An http listener's `healthz` path: absolute, no query.
+fn healthz(path: &str, s: &ListenerSection, p: &mut Problems) -> Option<String> {
+    let h = s.healthz.as_ref()?;
+    if !h.starts_with('/') || h.contains(['?', '#', ' ']) {
+        p.add(
+            join(path, "healthz"),
+            format!("`{h}` is not a path: write it like /healthz"),
+        );
+        return None;
+    }
+    Some(h.clone())
+}
+
 /// Validates a `tcp` listener.
 pub(super) fn tcp(
     cx: &Context,
@@ -160,6 +174,12 @@ pub(super) fn tcp(
         p.add(
             join(path, "coalesce"),
             "coalesce is for http listeners (it batches their answers)",
+        );
+    }
+    if s.healthz.is_some() {
+        p.add(
+            join(path, "healthz"),
+            "healthz is for http listeners: a TCP health check needs only the port to accept",
         );
     }
     let filters = filters(

@@ -10,6 +10,7 @@ mod busy_poll;
 mod direction;
 mod fd;
 mod head;
+mod healthz;
 pub(crate) mod http;
 mod http_log;
 mod relay;

@@ -41,6 +41,7 @@ pub(super) fn build(
     // Nothing can read metrics without the admin endpoint: then they are not recorded.
     let metrics = Arc::new(Metrics::new(config.admin.is_some()));
     metrics.set_config_loaded(unix_now());
+    metrics.register_collectors(crate::filter::builtin::store_collectors());
     let access_log = match &config.access_log {
         None => None,
         Some(spec) => Some(Arc::new(
@@ -119,6 +120,7 @@ fn listener(
             routes,
             head,
             coalesce,
+            healthz,
         } => {
             let mut route_status = Vec::new();
             let table = RouteTable::new(
@@ -135,6 +137,7 @@ fn listener(
                 no_route: shared.metrics.route(&name, "-", "-"),
                 access_log: shared.access_log.clone(),
                 head_rules: head,
+                healthz,
             };
             let status = ListenerStatus::Http {
                 info,

@@ -7,9 +7,12 @@ mod access;
 mod headers;
 mod path;
 mod rate_limit;
+mod redis_store;
 mod redirect;
 
 use super::Registry;
+
+pub(crate) use redis_store::store_collectors;
 
 /// Registers every built-in filter.
 pub(crate) fn register(r: &mut Registry) {
