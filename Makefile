@@ -24,9 +24,10 @@ endef
 deps:
 	$(call apt_install,cmake:cmake gcc:cc curl:curl)
 
-# The status-page test drives Debian's Chromium through chromedriver.
+# The status-page test drives Debian's Chromium through chromedriver; tests/fleet.rs
+# runs redis-server.
 test-deps: deps
-	$(call apt_install,chromium:chromium chromium-driver:chromedriver)
+	$(call apt_install,chromium:chromium chromium-driver:chromedriver redis-server:redis-server)
 
 # Profile-guided: an instrumented build, a ~6 s training run on loopback, the final
 # build (see examples/pgo_build.sh). PGO=0 make build skips the profile.

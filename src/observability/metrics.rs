@@ -331,7 +331,10 @@ impl Metrics {
 
     /// Adds metrics kept elsewhere (such as the shared rate-limit store's); one
     /// already registered is skipped.
-    pub(crate) fn register_collectors(&self, collectors: Vec<Box<dyn prometheus::core::Collector>>) {
+    pub(crate) fn register_collectors(
+        &self,
+        collectors: Vec<Box<dyn prometheus::core::Collector>>,
+    ) {
         for c in collectors {
             let _ = self.registry.register(c);
         }

@@ -35,7 +35,9 @@ pub(crate) async fn answer(session: &mut Session) -> Result<()> {
 mod tests {
     #[test]
     fn only_get_and_head_of_the_exact_path() {
-        let req = |m: &str, uri: &str| pingora_http::RequestHeader::build(m, uri.as_bytes(), None).unwrap();
+        let req = |m: &str, uri: &str| {
+            pingora_http::RequestHeader::build(m, uri.as_bytes(), None).unwrap()
+        };
         assert!(super::asks("/healthz", &req("GET", "/healthz")));
         assert!(super::asks("/healthz", &req("HEAD", "/healthz?x=1")));
         assert!(!super::asks("/healthz", &req("POST", "/healthz")));

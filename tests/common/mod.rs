@@ -24,6 +24,7 @@ pub mod backend;
 pub mod client;
 pub mod load;
 pub mod process;
+pub mod redis;
 pub mod tioga;
 
 use std::time::{Duration, Instant};

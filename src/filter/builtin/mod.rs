@@ -7,8 +7,8 @@ mod access;
 mod headers;
 mod path;
 mod rate_limit;
-mod redis_store;
 mod redirect;
+mod redis_store;
 
 use super::Registry;
 

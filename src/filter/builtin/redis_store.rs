@@ -112,6 +112,8 @@ pub(crate) struct Store {
     conn: OnceLock<ConnectionManager>,
     /// Whether decisions go to Redis.
     up: AtomicBool,
+    /// Whether Redis ever answered (the first success is "connected", not "again").
+    ever_up: AtomicBool,
     /// Failed decisions in a row.
     failures: AtomicU32,
     /// Started at the first decision.
@@ -137,6 +139,7 @@ impl Store {
             client,
             conn: OnceLock::new(),
             up: AtomicBool::new(false),
+            ever_up: AtomicBool::new(false),
             failures: AtomicU32::new(0),
             started: std::sync::Once::new(),
             down: Notify::new(),
@@ -207,8 +210,13 @@ impl Store {
             .set(i64::from(up));
         if up {
             self.failures.store(0, Ordering::Relaxed);
+            let again = if self.ever_up.swap(true, Ordering::Relaxed) {
+                " again"
+            } else {
+                ""
+            };
             log::info!(
-                "rate_limit store {}: reachable again, limits are shared",
+                "rate_limit store {}: reachable{again}, limits are shared",
                 self.label
             );
         } else {
