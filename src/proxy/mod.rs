@@ -9,7 +9,7 @@ pub(crate) mod accept;
 mod busy_poll;
 mod direction;
 mod fd;
-mod head;
+pub(crate) mod head;
 mod healthz;
 pub(crate) mod http;
 mod http_log;

@@ -68,6 +68,10 @@ pub(super) fn build(
         metrics,
         access_log,
     };
+    let explainer = Arc::new(super::explain::Explainer::new(
+        &config.listeners,
+        &shared.pools,
+    ));
     let mut statuses = Vec::new();
     for l in config.listeners {
         let (service, status) = listener(l, &shared, conf)?;
@@ -84,6 +88,7 @@ pub(super) fn build(
         let admin = Admin {
             metrics: shared.metrics.clone(),
             status: Arc::new(status),
+            explain: explainer,
         };
         let mut service = Service::new("admin".to_string(), HttpServer::new_app(admin));
         service.add_tcp(&addr.to_string());
