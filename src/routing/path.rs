@@ -66,14 +66,13 @@ impl PathMatch {
 
     /// The condition `path` fails (`path`, else `path_prefix`), if any.
     pub(super) fn failure(&self, path: &str) -> Option<&'static str> {
-        if !self.exact.as_deref().is_none_or(|exact| path == exact) {
+        if self.exact.as_deref().is_some_and(|exact| path != exact) {
             return Some("path");
         }
-        (!self
-            .prefix
+        self.prefix
             .as_deref()
-            .is_none_or(|prefix| path.starts_with(prefix)))
-        .then_some("path_prefix")
+            .is_some_and(|prefix| !path.starts_with(prefix))
+            .then_some("path_prefix")
     }
 
     /// Appends `path=…` and `path_prefix=…` to a description.
