@@ -359,3 +359,121 @@ fn backend_weights(v: Option<&Value>) -> Vec<(String, String)> {
         })
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changes(old: &str, new: &str) -> Vec<(String, &'static str, bool)> {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("old.yaml"), dir.path().join("new.yaml"));
+        std::fs::write(&a, old).unwrap();
+        std::fs::write(&b, new).unwrap();
+        diff(&a, &b)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.what, c.group, c.in_place))
+            .collect()
+    }
+
+    const BASE: &str = "
+admin: {bind: 127.0.0.1:9900}
+pools:
+  api: {backends: [127.0.0.1:1, {address: 127.0.0.1:2, weight: 2}]}
+listeners:
+  web:
+    protocol: http
+    bind: 127.0.0.1:80
+    routes:
+      - match: {path_prefix: /a/}
+        pool: api
+  db: {protocol: tcp, bind: 127.0.0.1:5432, pool: api}
+";
+
+    #[test]
+    fn the_same_file_has_no_changes() {
+        assert!(changes(BASE, BASE).is_empty());
+        assert_eq!(render(&[]), "no changes\n");
+    }
+
+    #[test]
+    fn listeners_added_removed_and_rebound_apply_in_place() {
+        let new = BASE
+            .replace(
+                "  db: {protocol: tcp, bind: 127.0.0.1:5432, pool: api}\n",
+                "",
+            )
+            .replace("bind: 127.0.0.1:80", "bind: [127.0.0.1:80, 127.0.0.1:81]")
+            + "  raw: {protocol: tcp, bind: 127.0.0.1:7000, pool: api}\n";
+        assert_eq!(
+            changes(BASE, &new),
+            [
+                ("- db".to_string(), "listeners", true),
+                (
+                    "+ raw (tcp on 127.0.0.1:7000)".to_string(),
+                    "listeners",
+                    true
+                ),
+                (
+                    "~ web: bind: 127.0.0.1:80 → [\"127.0.0.1:80\",\"127.0.0.1:81\"]".to_string(),
+                    "listeners",
+                    true
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn accept_path_and_process_settings_need_an_upgrade() {
+        let new = BASE
+            .replace("bind: 127.0.0.1:9900", "bind: 127.0.0.1:9901")
+            .replace("protocol: tcp, bind", "protocol: tcp, max_connections: 10, bind")
+            .replace(
+                "    bind: 127.0.0.1:80\n",
+                "    bind: 127.0.0.1:80\n    tls: {cert: c.pem, key: k.pem}\n    max_uri_length: 4096\n",
+            );
+        let got = changes(BASE, &new);
+        let how = |what: &str| got.iter().find(|c| c.0.starts_with(what)).map(|c| c.2);
+        assert_eq!(how("~ admin.bind"), Some(false));
+        assert_eq!(how("~ db: max_connections"), Some(false));
+        assert_eq!(how("+ web: TLS on"), Some(false));
+        assert_eq!(how("~ web: max_uri_length"), Some(true));
+        assert_eq!(got.len(), 4, "{got:?}");
+    }
+
+    #[test]
+    fn backends_routes_pools_and_filters_apply_in_place() {
+        let new = BASE
+            .replace(
+                "{address: 127.0.0.1:2, weight: 2}",
+                "127.0.0.1:2, 127.0.0.1:3",
+            )
+            .replace("[127.0.0.1:1, ", "[")
+            .replace("{path_prefix: /a/}", "{path_prefix: /b/}")
+            .replace(
+                "        pool: api\n",
+                "        pool: api\n        filters: [{deny: [10.0.0.0/8]}]\n",
+            )
+            .replace(
+                "pools:\n",
+                "pools:\n  new: {backends: [127.0.0.1:4], balance: random}\n",
+            );
+        let got = changes(BASE, &new);
+        assert!(got.iter().all(|c| c.2), "{got:?}");
+        let whats: Vec<_> = got.iter().map(|c| (c.1, c.0.as_str())).collect();
+        assert_eq!(
+            whats,
+            [
+                (
+                    "routes",
+                    "~ web[0]: match: {\"path_prefix\":\"/a/\"} → {\"path_prefix\":\"/b/\"}"
+                ),
+                ("filters", "~ web[0]: none → [{\"deny\":[\"10.0.0.0/8\"]}]"),
+                ("backends", "~ api 127.0.0.1:2: weight 2 → 1"),
+                ("backends", "+ api 127.0.0.1:3 (weight 1)"),
+                ("backends", "- api 127.0.0.1:1"),
+                ("pools", "+ new (1 backends)"),
+            ]
+        );
+    }
+}

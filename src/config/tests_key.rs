@@ -127,3 +127,57 @@ fn one(path: &str, value: &Value, p: &mut Problems) -> Option<ConfigTest> {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_yaml(yaml: &str) -> (Vec<ConfigTest>, Vec<String>) {
+        let mut p = Problems::default();
+        let tests = parse(&serde_yaml::from_str(yaml).unwrap(), &mut p);
+        let problems = p
+            .list
+            .into_iter()
+            .map(|pr| format!("{}: {}", pr.path, pr.message))
+            .collect();
+        (tests, problems)
+    }
+
+    #[test]
+    fn a_test_in_full() {
+        let (tests, problems) = parse_yaml(
+            "[{request: 'GET https://api.example.com/v1?id=3', headers: {x-canary: 1},
+               from: 10.0.0.7, expect: {route: 'web[1]', pool: api}}]",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let t = &tests[0];
+        assert_eq!((t.path.as_str(), t.method.as_str()), ("tests[0]", "GET"));
+        assert_eq!(t.url, "https://api.example.com/v1?id=3");
+        assert_eq!(t.headers, [("x-canary".to_string(), "1".to_string())]);
+        assert_eq!(t.from.as_deref(), Some("10.0.0.7"));
+        assert_eq!(t.expect.route.as_deref(), Some("web[1]"));
+        assert_eq!(t.expect.status, None);
+    }
+
+    #[test]
+    fn every_problem_of_form_has_its_key() {
+        let (_, problems) = parse_yaml(
+            "[{request: GET, expect: {status: 404}},
+              {request: 'G(T /', expect: {status: 404}},
+              {request: 'GET nowhere', headers: {'bad name': x}, from: me, expect: {}},
+              {request: 'GET /', expect: {route: x}, extra: 1}]",
+        );
+        assert_eq!(
+            problems,
+            [
+                "tests[0].request: write the request as `METHOD URL`, like `GET https://api.example.com/v1/users`",
+                "tests[1].request: `G(T` is not an HTTP method",
+                "tests[2].request: `nowhere` is not a URL like https://host/path or /path",
+                "tests[2].headers.bad name: not a valid header name",
+                "tests[2].from: `me` is not an IP address",
+                "tests[2].expect: expect at least one of route, pool, status",
+                "tests[3].extra: unknown key (expected one of `request`, `headers`, `from`, `expect`)",
+            ]
+        );
+    }
+}
