@@ -257,3 +257,42 @@ fn tcp_connections_share_the_budget_and_healthz_answers_before_routes() {
     let head = Request::new("HEAD", "/healthz").send(b.web).unwrap();
     assert_eq!(head.status, 200);
 }
+
+#[test]
+fn dash_t_checks_the_store_url_form_only() {
+    let yaml = |store: &str| {
+        format!(
+            "pools:
+  app: {{backends: ['127.0.0.1:9']}}
+listeners:
+  web:
+    protocol: http
+    bind: '{}'
+    healthz: /healthz
+    routes:
+      - pool: app
+        filters:
+          - rate_limit: {{rate: 5, store: '{store}'}}
+",
+            free_addr()
+        )
+    };
+    // Nothing listens there: -t does not connect.
+    let (code, err) = check_config(&yaml(&format!("redis://{}/0", free_addr())));
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = check_config(&yaml("127.0.0.1:6379"));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "{CONFIG_FILE}:11: listeners.web.routes[0].filters[0].rate_limit.store: `127.0.0.1:6379` is not a Redis URL"
+        )),
+        "{err}"
+    );
+    let (code, err) =
+        check_config(&yaml("redis://127.0.0.1:6379/0").replace("/healthz", "healthz"));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("listeners.web.healthz: `healthz` is not a path"),
+        "{err}"
+    );
+}
