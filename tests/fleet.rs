@@ -14,7 +14,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// The HTTP limit: `rate: 10, per: 200ms`, i.e. 50 per second with a burst of 10
-/// (small against 10 s of traffic, so the burst does not blur the ±10% check).
+/// (small against 10 s of traffic, so the burst does not blur the ±10% check). The
+/// decisions may wait up to `store_timeout: 1s` for Redis, so a busy test machine does
+/// not turn a slow answer into a local decision; a dead Redis is seen at once anyway
+/// (its connection is lost).
 const RATE_PER_SECOND: f64 = 50.0;
 
 struct Instance {
@@ -40,13 +43,14 @@ listeners:
     routes:
       - pool: app
         filters:
-          - rate_limit: {{rate: 10, per: 200ms, key: 'header:x-api-key', store: '{store}'}}
+          - rate_limit: {{rate: 10, per: 200ms, key: 'header:x-api-key', store: '{store}',
+                          store_timeout: 1s}}
   raw:
     protocol: tcp
     bind: '{raw}'
     pool: echo
     filters:
-      - rate_limit: {{rate: 3, per: 60s, store: '{store}'}}
+      - rate_limit: {{rate: 3, per: 60s, store: '{store}', store_timeout: 1s}}
 "
         );
         let tioga = Tioga::start(&yaml, &[web, raw, admin]);

@@ -50,6 +50,9 @@ pub(crate) struct RateLimitSettings {
     /// A Redis shared by every instance: `redis://HOST:PORT/DB`.
     #[serde(default)]
     store: Option<StoreUrl>,
+    /// The longest a request waits for the store's decision (default 50ms).
+    #[serde(default)]
+    store_timeout: Option<Duration>,
 }
 
 /// A `store` URL, checked for its form while deserializing (no connection is made).
@@ -88,6 +91,8 @@ struct Shared {
     /// `per / rate` and `per`, in microseconds (Redis's clock).
     cost_us: u64,
     window_us: u64,
+    /// How long a decision may wait for Redis.
+    timeout: std::time::Duration,
 }
 
 /// Rows of the TAT sketch, and slots per row (a power of two: each row's slot is
@@ -152,6 +157,9 @@ impl RateLimit {
         if settings.rate == 0 {
             return Err("rate must be at least 1".into());
         }
+        if settings.store_timeout.is_some() && settings.store.is_none() {
+            return Err("store_timeout needs a `store`".into());
+        }
         let shared = settings.store.as_ref().map(|url| {
             let window_us = u64::try_from(settings.per.0.as_micros())
                 .unwrap_or(u64::MAX)
@@ -167,6 +175,9 @@ impl RateLimit {
                 .into_bytes(),
                 cost_us: (window_us / settings.rate).max(1),
                 window_us,
+                timeout: settings
+                    .store_timeout
+                    .map_or(redis_store::DECISION_TIMEOUT, |t| t.0),
             }
         });
         Ok(Self {
@@ -185,7 +196,7 @@ impl RateLimit {
             redis_key.extend_from_slice(key);
             let verdict = shared
                 .store
-                .admit(&redis_key, shared.cost_us, shared.window_us)
+                .admit(&redis_key, shared.cost_us, shared.window_us, shared.timeout)
                 .await;
             if let Some(verdict) = verdict {
                 return verdict.map_or_else(refuse, |()| Decision::Continue);
@@ -336,5 +347,8 @@ mod tests {
             .unwrap();
         assert_eq!(err.path, "store");
         assert!(build("rate_limit", "{rate: 1, store: 'redis://10.0.0.9:6379/1'}").is_ok());
+        let store = "{rate: 1, store: 'redis://10.0.0.9:6379/1', store_timeout: 5ms}";
+        assert!(build("rate_limit", store).is_ok());
+        assert!(build("rate_limit", "{rate: 1, store_timeout: 5ms}").is_err());
     }
 }

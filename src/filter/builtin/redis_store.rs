@@ -7,7 +7,7 @@
 //! without the script, the first decision costs `SCRIPT LOAD` and a second `EVALSHA`.)
 //!
 //! Redis must never block or fail a request. Each decision waits at most
-//! [`DECISION_TIMEOUT`]; a decision that fails or times out is made by the local limiter
+//! [`DECISION_TIMEOUT`] (or the filter's `store_timeout`); a decision that fails or times out is made by the local limiter
 //! instead. After [`FAILURES_FOR_OUTAGE`] failures in a row, or one lost connection, the
 //! store is *down*: decisions go straight to the local limiter, with no wait at all,
 //! and a background task probes Redis with `PING` every [`PROBE_INTERVAL`] until it
@@ -28,7 +28,8 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// The longest a request waits for Redis's decision before the local limiter decides.
+/// The longest a request waits for Redis's decision before the local limiter decides,
+/// unless `store_timeout` says otherwise.
 pub(crate) const DECISION_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Failed decisions in a row (timeouts, errors) that make the store *down*.
@@ -156,6 +157,7 @@ impl Store {
         key: &[u8],
         cost_us: u64,
         window_us: u64,
+        timeout: Duration,
     ) -> Option<Result<(), Duration>> {
         self.start();
         let verdict = match self.conn.get() {
@@ -164,7 +166,7 @@ impl Store {
                 let mut invocation = SCRIPT.key(key);
                 invocation.arg(cost_us).arg(window_us);
                 let call = invocation.invoke_async::<u64>(&mut conn);
-                match tokio::time::timeout(DECISION_TIMEOUT, call).await {
+                match tokio::time::timeout(timeout, call).await {
                     Ok(Ok(wait)) => {
                         self.failures.store(0, Ordering::Relaxed);
                         Some(match wait {
@@ -353,7 +355,8 @@ mod tests {
         let fallbacks = || METRICS.fallback.with_label_values(&[&store.label]).get();
         let before = fallbacks();
         for _ in 0..3 {
-            assert_eq!(store.admit(b"k", 1000, 1_000_000).await, None);
+            let verdict = store.admit(b"k", 1000, 1_000_000, DECISION_TIMEOUT).await;
+            assert_eq!(verdict, None);
         }
         assert_eq!(fallbacks() - before, 3);
     }
