@@ -66,11 +66,11 @@ taskset -c 1 redis-server --bind 127.0.0.1 --port "$REDIS" --save '' --appendonl
 REDIS_PID=$!
 wait_port "$REDIS"
 
-declare -A PORT PID
+declare -A PORT PID ADMIN
 start() { # name admin(yes/no) access_log(yes/no) filters(no/yes/rlocal/rredis)
   local name=$1 port admin=""
   port=$(free_port); PORT[$name]=$port
-  [[ $2 == yes ]] && admin="admin: {bind: 127.0.0.1:$(free_port)}"
+  [[ $2 == yes ]] && { ADMIN[$name]=$(free_port); admin="admin: {bind: 127.0.0.1:${ADMIN[$name]}}"; }
   local alog="" filters=""
   [[ $3 == yes ]] && alog="access_log: {target: $TMP/$name.access.log, format: json}"
   [[ $4 == yes ]] && filters="filters: [{set_request_headers: {x-env: prod}}, {remove_request_headers: [x-debug]}, {set_response_headers: {x-served-by: tioga}}]"
@@ -171,6 +171,14 @@ for v in "${VARIANTS[@]}"; do
   IR[$v]=$(python3 -c "print(int(open('$TMP/cg-$v.out.1').read().split('summary: ')[1].split()[0]) / $N)")
   log "callgrind $v: ${IR[$v]} instructions per request"
 done
+
+# The rredis variant must have decided in Redis, not in its local fallback.
+EVALSHA=$(redis-cli -p "$REDIS" info commandstats | tr -d '\r' | awk -F'[=,]' '/^cmdstat_evalsha:/ {print $2}')
+# (The first few decisions, before the store's connection is up, are local.)
+FALLBACKS=$(curl -s "http://127.0.0.1:${ADMIN[rredis]}/metrics" |
+  awk '/^tioga_rate_limit_store_fallback_total/ {s += $2} END {print s + 0}')
+log "redis-server: ${EVALSHA:-0} EVALSHA calls; rredis decided ${FALLBACKS} locally"
+[[ ${EVALSHA:-0} -gt 0 && $((FALLBACKS * 100)) -lt ${EVALSHA:-0} ]] || { log "rredis did not decide in Redis"; exit 1; }
 
 CPUK=(); CPUV=()
 for k in "${!IR[@]}"; do CPUK+=("ir:$k"); CPUV+=("${IR[$k]}"); done
