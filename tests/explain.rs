@@ -407,3 +407,43 @@ filters:
     );
     assert_eq!(text, expected);
 }
+
+#[test]
+fn an_upgrade_whose_tests_fail_is_refused_before_it_asks_for_the_sockets() {
+    let backend = spawn_http_backend("a");
+    let web = free_addr();
+    let yaml = |expect: &str| {
+        format!(
+            "server: {{pid_file: '@DIR@/tioga.pid', upgrade_sock: '@DIR@/up.sock'}}
+pools:
+  app: {{backends: ['{}']}}
+listeners:
+  web:
+    protocol: http
+    bind: '{web}'
+    routes:
+      - match: {{path_prefix: /api/}}
+        pool: app
+tests:
+  - request: GET http://{web}/api/x
+    expect: {expect}
+",
+            backend.addr()
+        )
+    };
+    let mut old = Tioga::start(&yaml("{route: 'web[0]'}"), &[web]);
+    old.rewrite_config(&yaml("{status: 404}"));
+    let mut new = old.spawn_again(&["-u"]);
+    assert_eq!(new.exit_code(Duration::from_secs(10)), Some(1));
+    let log = new.log();
+    assert!(
+        log.contains("tests[0]: GET") && log.contains("expected status 404, got route web[0]"),
+        "{log}"
+    );
+    assert!(
+        !old.dir().join("up.sock").exists(),
+        "the refused -u bound its socket"
+    );
+    assert!(old.is_running());
+    assert_eq!(get(web, "/api/x").unwrap().status, 200);
+}
