@@ -13,8 +13,9 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-/// The HTTP limit: `rate: 10, per: 200ms`, i.e. 50 per second with a burst of 10
-/// (small against 10 s of traffic, so the burst does not blur the ±10% check). The
+/// The HTTP limit: `rate: 25, per: 500ms`, i.e. 50 per second with a burst of 25: small
+/// against 10 s of traffic (5%, so the burst does not blur the ±10% check), and a
+/// client pausing up to 500 ms (a loaded machine) loses none of the budget. The
 /// decisions may wait up to `store_timeout: 1s` for Redis, so a busy test machine does
 /// not turn a slow answer into a local decision; a dead Redis is seen at once anyway
 /// (its connection is lost).
@@ -43,7 +44,7 @@ listeners:
     routes:
       - pool: app
         filters:
-          - rate_limit: {{rate: 10, per: 200ms, key: 'header:x-api-key', store: '{store}',
+          - rate_limit: {{rate: 25, per: 500ms, key: 'header:x-api-key', store: '{store}',
                           store_timeout: 1s}}
   raw:
     protocol: tcp
@@ -78,6 +79,8 @@ struct Phase {
     admitted: usize,
     refused: usize,
     seconds: f64,
+    /// Admitted by each instance.
+    by_instance: Vec<usize>,
 }
 
 /// Sends requests for key `key` at `per_second`, alternating between `fleet`'s
@@ -86,6 +89,7 @@ fn drive(fleet: &[&Instance], key: &str, per_second: f64, duration: Duration) ->
     let mut conns: Vec<Option<Conn>> = fleet.iter().map(|_| None).collect();
     let n = (per_second * duration.as_secs_f64()) as usize;
     let (mut admitted, mut refused) = (0, 0);
+    let mut by_instance = vec![0; fleet.len()];
     let start = Instant::now();
     for i in 0..n {
         // Pacing, not synchronisation: request i is due at i / per_second.
@@ -102,7 +106,10 @@ fn drive(fleet: &[&Instance], key: &str, per_second: f64, duration: Duration) ->
             .send(&Request::get("/").header("x-api-key", key))
             .unwrap_or_else(|e| panic!("request {i} to instance {which} failed: {e}"));
         match resp.status {
-            200 => admitted += 1,
+            200 => {
+                admitted += 1;
+                by_instance[which] += 1;
+            }
             429 => refused += 1,
             s => panic!("request {i} to instance {which}: status {s}"),
         }
@@ -111,6 +118,7 @@ fn drive(fleet: &[&Instance], key: &str, per_second: f64, duration: Duration) ->
         admitted,
         refused,
         seconds: start.elapsed().as_secs_f64(),
+        by_instance,
     }
 }
 
@@ -169,9 +177,18 @@ fn two_instances_share_one_limit_through_redis_and_fall_back_locally_without_it(
     let local = drive(&fleet, "k2", offered, Duration::from_secs(4));
     let alone = RATE_PER_SECOND * local.seconds;
     eprintln!("local (Redis down): {local:?}, one instance's limit {alone:.0}");
+    // Each instance holds its own limit (GCRA: at most rate × time + the burst of 25)…
+    for (i, n) in local.by_instance.iter().enumerate() {
+        assert!(
+            *n as f64 <= alone + 25.0 + 1.0,
+            "instance {i} admitted {n} with Redis down: over its local limit {alone:.0} + 25"
+        );
+    }
+    // …so the fleet admits more than one shared limit would (each instance is offered
+    // 1.5× the rate; a loaded client may fall behind, hence 1.2×, not 2×).
     assert!(
-        local.admitted as f64 >= 1.6 * alone && local.admitted as f64 <= 2.4 * alone,
-        "with Redis down each instance limits alone: about twice {alone:.0}, got {}",
+        local.admitted as f64 >= 1.2 * alone,
+        "with Redis down each instance limits alone: more than {alone:.0} in all, got {}",
         local.admitted
     );
     for (i, inst) in fleet.iter().enumerate() {
@@ -183,7 +200,7 @@ fn two_instances_share_one_limit_through_redis_and_fall_back_locally_without_it(
     // Redis returns on the same port (empty): the shared limit holds again.
     let redis = RedisServer::start(redis.addr());
     wait_store_up(&fleet, &up);
-    let again = drive(&fleet, "k3", offered, Duration::from_secs(5));
+    let again = drive(&fleet, "k3", offered, Duration::from_secs(10));
     let expected = RATE_PER_SECOND * again.seconds;
     eprintln!("shared again: {again:?}, expected {expected:.0}");
     assert!(
