@@ -2,8 +2,9 @@
 //! (`rate_limit: {…, store: redis://…}`): one key at 3× the limit, alternating between
 //! the instances, is admitted at the configured rate, not twice it; with Redis killed
 //! both keep answering under their own local limits and count the fallback; once Redis
-//! is back on the same port the shared limit holds again. Also: TCP connections share
-//! the budget, and `healthz` answers before routing.
+//! is back on the same port the shared limit holds again. A hung Redis (SIGSTOP) costs
+//! at most `store_timeout` to the few requests that find it up, then nothing. Also: TCP
+//! connections share the budget, and `healthz` answers before routing.
 
 mod common;
 
@@ -316,4 +317,69 @@ listeners:
         err.contains("listeners.web.healthz: `healthz` is not a path"),
         "{err}"
     );
+}
+
+#[test]
+fn a_hung_redis_costs_at_most_the_decision_timeout_then_nothing() {
+    let backend = spawn_http_backend("app");
+    let redis = RedisServer::start(free_addr());
+    let (web, admin) = (free_addr(), free_addr());
+    let store = redis.url();
+    let _tioga = Tioga::start(
+        &format!(
+            "admin: {{bind: '{admin}'}}
+pools:
+  app: {{backends: ['{}']}}
+listeners:
+  web:
+    protocol: http
+    bind: '{web}'
+    routes:
+      - pool: app
+        filters:
+          - rate_limit: {{rate: 1000, per: 1s, store: '{store}', store_timeout: 200ms}}
+",
+            backend.addr()
+        ),
+        &[web, admin],
+    );
+    let metric = |series: &str| {
+        let text = get(admin, "/metrics").expect("GET /metrics").text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let up = format!("tioga_rate_limit_store_up{{store=\"{store}\"}}");
+    let fallback = format!("tioga_rate_limit_store_fallback_total{{store=\"{store}\"}}");
+    get(web, "/").unwrap();
+    wait_until(Duration::from_secs(20), "the store up", || {
+        metric(&up) == 1.0
+    });
+
+    // Redis stops answering (its connections stay open). The decisions that find
+    // the store up wait out store_timeout; after 3 failures it is down…
+    redis.signal("STOP");
+    for _ in 0..3 {
+        assert_eq!(get(web, "/").unwrap().status, 200);
+    }
+    // …and every later decision is local at once: 37 requests that each waited
+    // 200 ms would take 7.4 s.
+    let start = Instant::now();
+    for _ in 0..37 {
+        assert_eq!(get(web, "/").unwrap().status, 200);
+    }
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(3700),
+        "37 requests took {took:?}"
+    );
+    assert_eq!(metric(&up), 0.0);
+    assert!(metric(&fallback) >= 37.0);
+
+    redis.signal("CONT");
+    wait_until(Duration::from_secs(20), "the store up again", || {
+        metric(&up) == 1.0
+    });
+    assert_eq!(get(web, "/").unwrap().status, 200);
 }

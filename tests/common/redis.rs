@@ -56,9 +56,24 @@ impl RedisServer {
         s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server by PID: a stopped Redis keeps its
+    /// connections open but answers nothing, as a slow or hung one does.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("redis-server running");
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} redis-server");
+    }
+
     /// Kills the server (SIGKILL, by PID) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
