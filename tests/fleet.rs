@@ -383,3 +383,45 @@ listeners:
     });
     assert_eq!(get(web, "/").unwrap().status, 200);
 }
+
+#[test]
+fn an_instance_started_before_redis_limits_locally_then_shares() {
+    let backend = spawn_http_backend("app");
+    let redis_addr = free_addr();
+    let store = format!("redis://{redis_addr}/0");
+    let (web, admin) = (free_addr(), free_addr());
+    let tioga = Tioga::start(
+        &format!(
+            "admin: {{bind: '{admin}'}}
+pools:
+  app: {{backends: ['{}']}}
+listeners:
+  web:
+    protocol: http
+    bind: '{web}'
+    routes:
+      - pool: app
+        filters:
+          - rate_limit: {{rate: 1000, per: 1s, store: '{store}'}}
+",
+            backend.addr()
+        ),
+        &[web, admin],
+    );
+    let up = || {
+        get(admin, "/metrics")
+            .expect("GET /metrics")
+            .text()
+            .contains(&format!("tioga_rate_limit_store_up{{store=\"{store}\"}} 1"))
+    };
+    assert_eq!(get(web, "/").unwrap().status, 200, "answered without Redis");
+    wait_until(Duration::from_secs(20), "the outage logged", || {
+        tioga.log().contains("limiting locally")
+    });
+    assert!(!up());
+    let _redis = RedisServer::start(redis_addr);
+    wait_until(Duration::from_secs(20), "the store up", up);
+    wait_until(Duration::from_secs(5), "the recovery logged", || {
+        tioga.log().contains("reachable, limits are shared")
+    });
+}
