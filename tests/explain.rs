@@ -400,7 +400,7 @@ backends:
   ~ api 127.0.0.1:9002: weight 1 → 3  [in place]
   + api 127.0.0.1:9003 (weight 1)  [in place]
 filters:
-  ~ web[0]: [{{\"strip_prefix\":\"/api\"}}] → [{{\"strip_prefix\":\"/api\"}},{{\"rate_limit\":{{\"rate\":10}}}}]  [in place]
+  + web[0].filters[1] {{\"rate_limit\":{{\"rate\":10}}}}  [in place]
 6 change(s): 5 in place, 1 need an upgrade (-u + SIGQUIT)
 ",
         new.display()

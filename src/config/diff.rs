@@ -225,7 +225,7 @@ impl Diff {
                 "bind" => self.changed("listeners", &format!("{name}: bind"), x, y, true),
                 "pool" => self.changed("routes", &format!("{name}: pool"), x, y, true),
                 "routes" => self.routes(name, x, y),
-                "filters" => self.changed("filters", name, x, y, true),
+                "filters" => self.filters(name, x, y),
                 "tls" => self.tls(name, x, y),
                 other => self.changed(
                     "listeners",
@@ -264,9 +264,23 @@ impl Diff {
                             true,
                         );
                     }
-                    self.changed("filters", &name, get(x, "filters"), get(y, "filters"), true);
+                    self.filters(&name, get(x, "filters"), get(y, "filters"));
                 }
                 (None, None) => {}
+            }
+        }
+    }
+
+    /// A filter list compared item by item: `+ web[0].filters[1] {…}`, `- …`, `~ …`.
+    fn filters(&mut self, owner: &str, a: Option<&Value>, b: Option<&Value>) {
+        let list = |v: Option<&Value>| v.and_then(Value::as_sequence).cloned().unwrap_or_default();
+        let (a, b) = (list(a), list(b));
+        for i in 0..a.len().max(b.len()) {
+            let name = format!("{owner}.filters[{i}]");
+            match (a.get(i), b.get(i)) {
+                (None, Some(f)) => self.add("filters", format!("+ {name} {}", show(Some(f))), true),
+                (Some(f), None) => self.add("filters", format!("- {name} {}", show(Some(f))), true),
+                (x, y) => self.changed("filters", &name, x, y, true),
             }
         }
     }
@@ -468,7 +482,7 @@ listeners:
                     "routes",
                     "~ web[0]: match: {\"path_prefix\":\"/a/\"} → {\"path_prefix\":\"/b/\"}"
                 ),
-                ("filters", "~ web[0]: none → [{\"deny\":[\"10.0.0.0/8\"]}]"),
+                ("filters", "+ web[0].filters[0] {\"deny\":[\"10.0.0.0/8\"]}"),
                 ("backends", "~ api 127.0.0.1:2: weight 2 → 1"),
                 ("backends", "+ api 127.0.0.1:3 (weight 1)"),
                 ("backends", "- api 127.0.0.1:1"),
