@@ -25,9 +25,9 @@ deps:
 	$(call apt_install,cmake:cmake gcc:cc curl:curl)
 
 # The status-page test drives Debian's Chromium through chromedriver; tests/udp_dns.rs
-# runs dnsmasq.
+# runs dnsmasq, tests/fleet.rs redis-server, tests/proxy_protocol.rs haproxy and nginx.
 test-deps: deps
-	$(call apt_install,chromium:chromium chromium-driver:chromedriver)
+	$(call apt_install,chromium:chromium chromium-driver:chromedriver redis-server:redis-server)
 	$(call apt_install,haproxy:haproxy nginx:nginx dnsmasq-base:dnsmasq)
 
 # Profile-guided: an instrumented build, a ~6 s training run on loopback, the final

@@ -8,6 +8,9 @@
 #   3f     admin endpoint, the route with three header filters
 #   off2   a second `off` process: the A/A control, whose ratio to `off` shows the
 #          noise of the machine
+#   rlocal admin endpoint, the route with a local `rate_limit` set far above the load
+#   rredis the same `rate_limit` with `store: redis://…` (redis-server on CPU 1): one
+#          EVALSHA round trip per request; the report also gives redis-server's CPU
 # Requests/s is measured in pairs (obs against off, 3f against plain, off2 against
 # off): both saturated at once on CPU 0 by two `wrk -t1 -c50`, so both see the same
 # machine; one at a time, this VM's runs differ by ±20%.
@@ -30,7 +33,7 @@ OUT=${OUT:-$ROOT/bench/overhead.md}
 SECS=${DURATION%s}
 log() { printf '[overhead %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-for pair in nginx:nginx wrk:wrk nghttp2-client:h2load valgrind:valgrind; do
+for pair in nginx:nginx wrk:wrk nghttp2-client:h2load valgrind:valgrind redis-server:redis-server; do
   command -v "${pair#*:}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${pair%%:*}"; }
 done
 [[ ${BUILD:-1} == 1 ]] && bash "$ROOT/examples/pgo_build.sh" # as `make build` makes it
@@ -57,14 +60,23 @@ NGINX
 taskset -c 1 nginx -c "$TMP/backend.conf" -p "$TMP" 2>/dev/null & PIDS+=($!)
 wait_port "$A"; wait_port "$B"
 
-declare -A PORT PID
-start() { # name admin(yes/no) access_log(yes/no) filters(yes/no)
+# The shared rate-limit store, on the load CPU like the backends.
+REDIS=$(free_port)
+taskset -c 1 redis-server --bind 127.0.0.1 --port "$REDIS" --save '' --appendonly no >"$TMP/redis.log" 2>&1 & PIDS+=($!)
+REDIS_PID=$!
+wait_port "$REDIS"
+
+declare -A PORT PID ADMIN
+start() { # name admin(yes/no) access_log(yes/no) filters(no/yes/rlocal/rredis)
   local name=$1 port admin=""
   port=$(free_port); PORT[$name]=$port
-  [[ $2 == yes ]] && admin="admin: {bind: 127.0.0.1:$(free_port)}"
+  [[ $2 == yes ]] && { ADMIN[$name]=$(free_port); admin="admin: {bind: 127.0.0.1:${ADMIN[$name]}}"; }
   local alog="" filters=""
   [[ $3 == yes ]] && alog="access_log: {target: $TMP/$name.access.log, format: json}"
   [[ $4 == yes ]] && filters="filters: [{set_request_headers: {x-env: prod}}, {remove_request_headers: [x-debug]}, {set_response_headers: {x-served-by: tioga}}]"
+  # A limit no load here reaches: every request is decided and admitted.
+  [[ $4 == rlocal ]] && filters="filters: [{rate_limit: {rate: 100000000, per: 1s}}]"
+  [[ $4 == rredis ]] && filters="filters: [{rate_limit: {rate: 100000000, per: 1s, store: 'redis://127.0.0.1:$REDIS/0'}}]"
   cat >"$TMP/$name.yaml" <<YAML
 server: {threads: 1, pid_file: $TMP/$name.pid, upgrade_sock: $TMP/$name.sock}
 $admin
@@ -87,24 +99,28 @@ start off2 no no no
 start obs yes yes no
 start plain yes no no
 start 3f yes no yes
+start rlocal yes no rlocal
+start rredis yes no rredis
 
 # CPU ticks (utime + stime) of a process.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 
 declare -A RPS CPU
-VARIANTS=(off obs plain 3f off2)
+VARIANTS=(off obs plain 3f off2 rlocal rredis)
+NV=${#VARIANTS[@]}
 for rep in $(seq "$REPS"); do
-  order=("${VARIANTS[@]:rep%5}" "${VARIANTS[@]:0:rep%5}")
+  order=("${VARIANTS[@]:rep%NV}" "${VARIANTS[@]:0:rep%NV}")
   for v in "${order[@]}"; do
     taskset -c 1 wrk -t1 -c50 -d1s "http://127.0.0.1:${PORT[$v]}/" >/dev/null # warm-up
     r=$(taskset -c 1 wrk -t1 -c50 -d"${SECS}s" "http://127.0.0.1:${PORT[$v]}/" | awk '/Requests\/sec/ {print $2}')
     RPS[$v,$rep]=$r
-    t0=$(ticks "${PID[$v]}")
+    t0=$(ticks "${PID[$v]}"); r0=$(ticks "$REDIS_PID")
     done_reqs=$(taskset -c 1 h2load --h1 -t1 -c50 --rps=100 -D "$SECS" "http://127.0.0.1:${PORT[$v]}/" 2>/dev/null |
       awk '/^requests:/ {print $8}')
-    t1=$(ticks "${PID[$v]}")
+    t1=$(ticks "${PID[$v]}"); r1=$(ticks "$REDIS_PID")
     CPU[$v,$rep]=$(python3 -c "print(($t1-$t0)*1e6/$HZ/max(1,$done_reqs))")
+    [[ $v == rredis ]] && CPU[redis,$rep]=$(python3 -c "print(($r1-$r0)*1e6/$HZ/max(1,$done_reqs))")
     log "rep $rep $v: $r req/s, ${CPU[$v,$rep]} µs/req (${done_reqs} requests at the fixed rate)"
   done
 done
@@ -116,7 +132,7 @@ done
 declare -A PAIR
 ROUNDS=${ROUNDS:-12}
 PAIR_SECS=${PAIR_SECS:-5}
-PAIRS=("off obs" "plain 3f" "off off2")
+PAIRS=("off obs" "plain 3f" "off off2" "rlocal rredis")
 for round in $(seq "$ROUNDS"); do
   for pair in "${PAIRS[@]}"; do
     read -r a b <<<"$pair"
@@ -156,6 +172,14 @@ for v in "${VARIANTS[@]}"; do
   log "callgrind $v: ${IR[$v]} instructions per request"
 done
 
+# The rredis variant must have decided in Redis, not in its local fallback.
+EVALSHA=$(redis-cli -p "$REDIS" info commandstats | tr -d '\r' | awk -F'[=,]' '/^cmdstat_evalsha:/ {print $2}')
+# (The first few decisions, before the store's connection is up, are local.)
+FALLBACKS=$(curl -s "http://127.0.0.1:${ADMIN[rredis]}/metrics" |
+  awk '/^tioga_rate_limit_store_fallback_total/ {s += $2} END {print s + 0}')
+log "redis-server: ${EVALSHA:-0} EVALSHA calls; rredis decided ${FALLBACKS} locally"
+[[ ${EVALSHA:-0} -gt 0 && $((FALLBACKS * 100)) -lt ${EVALSHA:-0} ]] || { log "rredis did not decide in Redis"; exit 1; }
+
 CPUK=(); CPUV=()
 for k in "${!IR[@]}"; do CPUK+=("ir:$k"); CPUV+=("${IR[$k]}"); done
 for k in "${!PAIR[@]}"; do CPUK+=("pair:$k"); CPUV+=("${PAIR[$k]}"); done
@@ -170,7 +194,9 @@ v = lambda name, r: data[f"{name},{r}"]
 med = lambda xs: statistics.median(xs)
 R = range(1, reps+1)
 ir = lambda name: data[f"ir:{name}"]
-rows = [(n, med([v(n, r) for r in R]), med([c(n, r) for r in R]), ir(n)) for n in ["off", "obs", "plain", "3f", "off2"]]
+rows = [(n, med([v(n, r) for r in R]), med([c(n, r) for r in R]), ir(n)) for n in ["off", "obs", "plain", "3f", "off2", "rlocal", "rredis"]]
+rl_cpu = [c("rredis", r) / c("rlocal", r) for r in R]
+redis_cpu = [c("redis", r) for r in R]
 obs = [v("obs", r) / v("off", r) for r in R]
 flt = [v("3f", r) / v("plain", r) for r in R]
 aa = [v("off2", r) / v("off", r) for r in R]
@@ -186,20 +212,24 @@ with open(out, "w") as f:
     f.write("| variant | what | keep-alive req/s (median) | CPU µs/req at 5000 req/s (median) | user-space instructions/req (callgrind) |\n|---|---|---|---|---|\n")
     what = {"off": "no admin (metrics not recorded), no access log", "obs": "admin (metrics) + JSON access log to a file",
             "plain": "admin, route without filters", "3f": "admin, route with 3 header filters",
-            "off2": "a second `off` process (A/A control)"}
+            "off2": "a second `off` process (A/A control)",
+            "rlocal": "admin, route with a local `rate_limit` (never reached)",
+            "rredis": "the same `rate_limit` with `store: redis://…`"}
     for name, m, cpu_us, instr in rows:
         f.write(f"| {name} | {what[name]} | {m:,.0f} | {cpu_us:.1f} | {instr:,.0f} |\n")
     pair = lambda name: [data[f"pair:{name},{r}"] for r in range(1, rounds + 1)]
     f.write(f"\n**Requests/s, paired** ({rounds} rounds of {pair_secs} s; in each, both variants saturated at once on CPU 0, start order swapped every round; median of the per-round ratios):\n\n")
-    for name, label in [("obs/off", "metrics + access log on / both off"), ("3f/plain", "three header filters / none"), ("off2/off", "A/A control: off2 / off")]:
+    for name, label in [("obs/off", "metrics + access log on / both off"), ("3f/plain", "three header filters / none"), ("off2/off", "A/A control: off2 / off"), ("rredis/rlocal", "rate_limit in Redis / local")]:
         xs = pair(name)
         f.write(f"- {label}: **{med(xs):.3f}** (range {min(xs):.3f}–{max(xs):.3f}; per round: {fmt(xs)})\n")
     f.write("\nOne variant at a time, ratios, median of the per-repetition ratios (requests/s: higher is better; CPU: lower is better):\n\n")
     f.write(f"- metrics + access log on / both off: requests/s **{med(obs):.3f}** (per rep: {fmt(obs)}); CPU per request **{med(obs_cpu):.3f}** (per rep: {fmt(obs_cpu)})\n")
     f.write(f"- three header filters / none: requests/s **{med(flt):.3f}** (per rep: {fmt(flt)}); CPU per request **{med(flt_cpu):.3f}** (per rep: {fmt(flt_cpu)})\n")
     f.write(f"- A/A control, `off2` / `off` (the same config in two processes): requests/s **{med(aa):.3f}** (per rep: {fmt(aa)}); CPU per request **{med(aa_cpu):.3f}** (per rep: {fmt(aa_cpu)})\n")
+    f.write(f"- rate_limit in Redis / local: CPU per request **{med(rl_cpu):.3f}** (per rep: {fmt(rl_cpu)}); redis-server's own CPU per request **{med(redis_cpu):.1f} µs** (per rep: {fmt(redis_cpu)}). "
+            "One decision costs one round trip: `EVALSHA` of the GCRA script, which runs `TIME`, `GET` and `SET … PX` inside Redis.\n")
     f.write(f"\nUser-space instructions per request (callgrind, exact): metrics + access log / off **{ir('obs') / ir('off'):.3f}**; "
-            f"three header filters / none **{ir('3f') / ir('plain'):.3f}**; off2 / off **{ir('off2') / ir('off'):.3f}**. "
+            f"three header filters / none **{ir('3f') / ir('plain'):.3f}**; rate_limit in Redis / local **{ir('rredis') / ir('rlocal'):.3f}**; off2 / off **{ir('off2') / ir('off'):.3f}**. "
             "The kernel's work per request (loopback TCP) is the same in every variant, so a feature's whole cost is its user-space "
             "ratio scaled by the user-space share of the CPU: about half at a low fixed rate, more at saturation, where epoll batches.\n")
 print(open(out).read())

@@ -92,9 +92,17 @@ impl Tioga {
         self
     }
 
-    /// Checks the config `file` as `tioga -c FILE -t` does, returning every problem.
+    /// Checks the config `file` as `tioga -c FILE -t` does (its `tests` included),
+    /// returning every problem.
     pub fn check(&self, file: &std::path::Path) -> Result<(), ConfigError> {
-        config::Config::load(file, &self.filters).map(drop)
+        self.load(file).map(drop)
+    }
+
+    /// Loads and validates `file`, then runs its `tests`.
+    fn load(&self, file: &std::path::Path) -> Result<config::Config, ConfigError> {
+        let config = config::Config::load(file, &self.filters)?;
+        server::config_tests::run(&config)?;
+        Ok(config)
     }
 
     /// The filters this program knows.
@@ -107,7 +115,25 @@ impl Tioga {
     pub fn run_from_args(self) -> ExitCode {
         let args = cli::Args::parse();
         init_logging();
-        let config = match config::Config::load(&args.conf, &self.filters) {
+        if let Some(cli::Command::Explain {
+            method,
+            url,
+            headers,
+            from,
+            json,
+        }) = args.command
+        {
+            // Without running the config's tests: explain is how a failing one is read.
+            return match config::Config::load(&args.conf, &self.filters) {
+                Ok(config) => cli::explain::run(&config, &method, &url, &headers, from, json),
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        // Tests run before anything starts: with -u, before the sockets are asked for.
+        let config = match self.load(&args.conf) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("{e}");
@@ -123,6 +149,15 @@ impl Tioga {
         };
         if args.test {
             println!("{}: configuration is valid", args.conf.display());
+            if let Some(old) = &args.diff {
+                match config::diff::diff(old, &args.conf) {
+                    Ok(changes) => print!("{}", config::diff::render(&changes)),
+                    Err(e) => {
+                        eprintln!("--diff: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            }
             return ExitCode::SUCCESS;
         }
         let mode = server::RunMode {

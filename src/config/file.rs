@@ -164,6 +164,9 @@ pub(crate) struct ListenerSection {
     pub(crate) session_timeout: Option<String>,
     /// The most flows at once (udp only).
     pub(crate) max_flows: Option<usize>,
+    /// A path Tioga answers `200 ok` itself, for load balancers' health checks
+    /// (http only).
+    pub(crate) healthz: Option<String>,
 }
 
 /// `listeners.NAME.proxy_protocol`.

@@ -5,11 +5,13 @@
 //! Tioga: addresses are `SocketAddr`s, durations `Duration`s, regexes compiled, pool
 //! references checked. Nothing past this module re-parses user text.
 
+pub(crate) mod diff;
 pub mod error;
 pub(crate) mod file;
 mod problems;
 mod shape;
 mod source;
+pub(crate) mod tests_key;
 pub(crate) mod validate;
 mod validate_head;
 mod validate_listener;
@@ -60,6 +62,8 @@ pub(crate) struct Config {
     pub(crate) pools: Vec<PoolSpec>,
     /// Listeners, in name order.
     pub(crate) listeners: Vec<ListenerSpec>,
+    /// The operator's routing expectations (`tests:`), run before serving.
+    pub(crate) tests: Vec<tests_key::ConfigTest>,
 }
 
 /// `server:` with defaults applied.
@@ -117,6 +121,8 @@ pub(crate) enum ListenerKind {
         coalesce: bool,
         /// HTTP/2: offered by ALPN with TLS, h2c prior knowledge without (`http2`).
         http2: bool,
+        /// The path Tioga answers itself for health checks (`healthz`).
+        healthz: Option<String>,
     },
     /// An L4 TCP listener.
     Tcp {

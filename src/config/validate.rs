@@ -22,7 +22,14 @@ const MAX_CONNECTIONS: usize = 10_000_000;
 /// The most worker threads per listener.
 const MAX_THREADS: usize = 1024;
 
-const TOP_KEYS: &[&str] = &["server", "admin", "access_log", "pools", "listeners"];
+const TOP_KEYS: &[&str] = &[
+    "server",
+    "admin",
+    "access_log",
+    "pools",
+    "listeners",
+    "tests",
+];
 
 /// Validates the text of `file`.
 pub(crate) fn validate(file: &Path, text: &str, filters: &Registry) -> Result<Config, ConfigError> {
@@ -51,7 +58,13 @@ pub(crate) fn validate(file: &Path, text: &str, filters: &Registry) -> Result<Co
     let mut p = Problems::default();
     let config = build(file, &root, filters, &mut p);
     if p.list.is_empty() {
-        if let Some(config) = config {
+        if let Some(mut config) = config {
+            if !config.tests.is_empty() {
+                let index = LineIndex::build(text);
+                for t in &mut config.tests {
+                    t.line = index.line(&t.path);
+                }
+            }
             return Ok(config);
         }
     }
@@ -109,6 +122,10 @@ fn build(file: &Path, root: &Value, filters: &Registry, p: &mut Problems) -> Opt
         .collect::<Vec<_>>();
     check_binds(&listeners, admin, p);
     super::validate_udp::pools_fit(&listeners, &pools, p);
+    let tests = map
+        .get("tests")
+        .map(|v| super::tests_key::parse(v, p))
+        .unwrap_or_default();
     Some(Config {
         file: file.to_path_buf(),
         server: server?,
@@ -116,6 +133,7 @@ fn build(file: &Path, root: &Value, filters: &Registry, p: &mut Problems) -> Opt
         access_log,
         pools,
         listeners,
+        tests,
     })
 }
 

@@ -96,6 +96,7 @@ pub(super) fn http(
         head,
         coalesce: s.coalesce.unwrap_or(true),
         http2: s.http2.unwrap_or(s.tls.is_some()),
+        healthz: healthz(path, s, p),
     })
 }
 
@@ -138,6 +139,19 @@ fn route(
     })
 }
 
+/// An http listener's `healthz` path: absolute, no query.
+fn healthz(path: &str, s: &ListenerSection, p: &mut Problems) -> Option<String> {
+    let h = s.healthz.as_ref()?;
+    if !h.starts_with('/') || h.contains(['?', '#', ' ']) {
+        p.add(
+            join(path, "healthz"),
+            format!("`{h}` is not a path: write it like /healthz"),
+        );
+        return None;
+    }
+    Some(h.clone())
+}
+
 /// Validates a `tcp` listener.
 pub(super) fn tcp(
     cx: &Context,
@@ -159,6 +173,12 @@ pub(super) fn tcp(
         p.add(
             join(path, "coalesce"),
             "coalesce is for http listeners (it batches their answers)",
+        );
+    }
+    if s.healthz.is_some() {
+        p.add(
+            join(path, "healthz"),
+            "healthz is for http listeners: a TCP health check needs only the port to accept",
         );
     }
     let filters = filters(

@@ -1,5 +1,6 @@
 //! The admin endpoint (`admin.bind`): `GET /metrics` (Prometheus text format),
-//! `GET /status` (JSON), `GET /` (the HTML status page, self-contained, polling
+//! `GET /status` (JSON), `GET /explain?url=…` (which route a request would take, as
+//! `tioga explain --json`), `GET /` (the HTML status page, self-contained, polling
 //! `/status`). Anything else is 404; methods other than GET and HEAD are 405.
 
 use super::metrics::Metrics;
@@ -19,6 +20,8 @@ pub(crate) struct Admin {
     pub(crate) metrics: Arc<Metrics>,
     /// The status model.
     pub(crate) status: Arc<Status>,
+    /// Answers `GET /explain` from the running route tables.
+    pub(crate) explain: Arc<dyn super::explain::Explain>,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -55,6 +58,25 @@ impl ServeHttp for Admin {
                 let body = serde_json::to_vec_pretty(&self.status.render()).unwrap_or_default();
                 reply(StatusCode::OK, "application/json", body)
             }
+            "/explain" => {
+                let query = super::explain::ExplainQuery::from_query(req.uri.query().unwrap_or(""));
+                let answer = match query {
+                    Ok(q) => self.explain.explain(q).await,
+                    Err(e) => Err(e),
+                };
+                match answer {
+                    Ok(v) => reply(
+                        StatusCode::OK,
+                        "application/json",
+                        serde_json::to_vec_pretty(&v).unwrap_or_default(),
+                    ),
+                    Err(e) => reply(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain",
+                        format!("explain: {e}\n").into_bytes(),
+                    ),
+                }
+            }
             "/" => reply(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
@@ -63,7 +85,7 @@ impl ServeHttp for Admin {
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                b"not found: try /, /status or /metrics\n".to_vec(),
+                b"not found: try /, /status, /metrics or /explain?url=...\n".to_vec(),
             ),
         }
     }

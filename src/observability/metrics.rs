@@ -351,6 +351,17 @@ impl Metrics {
         &self.access_log_dropped
     }
 
+    /// Adds metrics kept elsewhere (such as the shared rate-limit store's); one
+    /// already registered is skipped.
+    pub(crate) fn register_collectors(
+        &self,
+        collectors: Vec<Box<dyn prometheus::core::Collector>>,
+    ) {
+        for c in collectors {
+            let _ = self.registry.register(c);
+        }
+    }
+
     /// Records when the config was loaded.
     pub(crate) fn set_config_loaded(&self, unix_seconds: i64) {
         self.config_loaded.set(unix_seconds);

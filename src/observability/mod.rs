@@ -4,6 +4,7 @@
 
 pub(crate) mod access_log;
 pub(crate) mod admin;
+pub(crate) mod explain;
 mod log_line;
 pub(crate) mod metrics;
 pub(crate) mod status;

@@ -65,6 +65,8 @@ pub(crate) struct HttpProxy {
     pub(crate) access_log: Option<Arc<AccessLog>>,
     /// What the listener accepts of a request head.
     pub(crate) head_rules: HeadRules,
+    /// The path answered `200 ok` before routing (`healthz`).
+    pub(crate) healthz: Option<String>,
 }
 
 /// Per-request state.
@@ -182,6 +184,12 @@ impl ProxyHttp for HttpProxy {
             let head = error_resp::gen_error_response(refusal.status);
             session.write_response_header(Box::new(head), true).await?;
             return Ok(true);
+        }
+        if let Some(path) = &self.healthz {
+            if super::healthz::asks(path, session.req_header()) {
+                super::healthz::answer(session).await?;
+                return Ok(true);
+            }
         }
         let Some((i, target)) = self.routes.find(session.req_header()) else {
             // Pingora's `respond_error` would also close the connection; a 404 is an

@@ -20,6 +20,7 @@ pub(crate) use spec::MatchSpec;
 
 mod cookie;
 pub(crate) use cookie::cookie_value;
+mod explain;
 pub(crate) use query::query_value;
 mod header;
 mod host;
@@ -137,22 +138,10 @@ impl Matcher {
         }
     }
 
-    /// True when every given condition holds. No match block = matches all.
+    /// True when every given condition holds. No match block = matches all. The one
+    /// walk over the conditions is [`Matcher::first_failure`], which `explain` reports.
     pub(crate) fn matches(&self, req: &Parts) -> bool {
-        let path = req.uri.path();
-        self.method.as_ref().is_none_or(|m| m.matches(&req.method))
-            && self.host.as_ref().is_none_or(|h| h.matches(req))
-            && self.path.as_ref().is_none_or(|p| p.matches(path))
-            && self
-                .headers
-                .as_ref()
-                .is_none_or(|h| h.matches(&req.headers))
-            && self
-                .query
-                .as_ref()
-                .is_none_or(|q| q.matches(req.uri.query()))
-            && self.cookie.as_ref().is_none_or(|c| c.matches(&req.headers))
-            && self.path_regex.as_ref().is_none_or(|r| r.is_match(path))
+        self.first_failure(req).is_none()
     }
 
     /// True when the matcher has no conditions and so matches every request.

@@ -59,12 +59,20 @@ impl PathMatch {
     }
 
     /// True when `path` satisfies both plain conditions.
+    #[cfg(test)]
     pub(super) fn matches(&self, path: &str) -> bool {
-        self.exact.as_deref().is_none_or(|exact| path == exact)
-            && self
-                .prefix
-                .as_deref()
-                .is_none_or(|prefix| path.starts_with(prefix))
+        self.failure(path).is_none()
+    }
+
+    /// The condition `path` fails (`path`, else `path_prefix`), if any.
+    pub(super) fn failure(&self, path: &str) -> Option<&'static str> {
+        if self.exact.as_deref().is_some_and(|exact| path != exact) {
+            return Some("path");
+        }
+        self.prefix
+            .as_deref()
+            .is_some_and(|prefix| !path.starts_with(prefix))
+            .then_some("path_prefix")
     }
 
     /// Appends `path=…` and `path_prefix=…` to a description.

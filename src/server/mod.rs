@@ -2,6 +2,8 @@
 //! shared pool (and health-check service) per configured pool, one proxy service per
 //! listener — and runs it until a signal ends it.
 
+pub(crate) mod config_tests;
+pub(crate) mod explain;
 mod handover;
 mod http2;
 mod runtime_dir;

@@ -47,6 +47,7 @@ pub(super) fn build(
     // Nothing can read metrics without the admin endpoint: then they are not recorded.
     let metrics = Arc::new(Metrics::new(config.admin.is_some()));
     metrics.set_config_loaded(unix_now());
+    metrics.register_collectors(crate::filter::builtin::store_collectors());
     let access_log = match &config.access_log {
         None => None,
         Some(spec) => Some(Arc::new(
@@ -74,6 +75,10 @@ pub(super) fn build(
         access_log,
         phases,
     };
+    let explainer = Arc::new(super::explain::Explainer::new(
+        &config.listeners,
+        &shared.pools,
+    ));
     let mut statuses = Vec::new();
     for l in config.listeners {
         let (service, status) = listener(l, &shared, conf)?;
@@ -90,6 +95,7 @@ pub(super) fn build(
         let admin = Admin {
             metrics: shared.metrics.clone(),
             status: Arc::new(status),
+            explain: explainer,
         };
         let mut service = Service::new("admin".to_string(), HttpServer::new_app(admin));
         service.add_tcp(&addr.to_string());
@@ -129,6 +135,7 @@ fn listener(
             head,
             coalesce,
             http2,
+            healthz,
         } => {
             let mut route_status = Vec::new();
             let table = RouteTable::new(
@@ -145,6 +152,7 @@ fn listener(
                 no_route: shared.metrics.route(&name, "-", "-"),
                 access_log: shared.access_log.clone(),
                 head_rules: head,
+                healthz,
             };
             let status = ListenerStatus::Http {
                 info,

@@ -26,6 +26,7 @@ pub mod load;
 pub mod peer;
 pub mod pki;
 pub mod process;
+pub mod redis;
 pub mod tioga;
 pub mod udp;
 

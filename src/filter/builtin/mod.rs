@@ -9,8 +9,11 @@ mod headers;
 mod path;
 mod rate_limit;
 mod redirect;
+mod redis_store;
 
 use super::Registry;
+
+pub(crate) use redis_store::store_collectors;
 
 /// Registers every built-in filter.
 pub(crate) fn register(r: &mut Registry) {

@@ -14,10 +14,15 @@
 //! make an estimate later, i.e. stricter, never let a client through early, and only
 //! keys active within the last `per` occupy anything.
 //!
+//! With `store: redis://HOST:PORT/DB` the same GCRA runs in Redis, shared by every
+//! instance using that Redis, and this sketch decides only while Redis is down or slow
+//! (see `redis_store`).
+//!
 //! (pingora-limits' `Rate` was used before: it starts its next window at the first
 //! event after the last one ended rather than where it ended, so a client that
 //! paused for more than `per` after a full burst was still refused.)
 
+use super::redis_store::{self, Store};
 use crate::filter::settings::{Duration, Key};
 use crate::filter::{Context, Decision, Filter, Hooks, Response, Scope};
 use crate::routing::key::{ip_key, request_key};
@@ -27,7 +32,7 @@ use pingora_http::RequestHeader;
 use serde::Deserialize;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Settings of `rate_limit`.
@@ -42,6 +47,29 @@ pub(crate) struct RateLimitSettings {
     /// What is counted together, default `client_ip`.
     #[serde(default)]
     key: Key,
+    /// A Redis shared by every instance: `redis://HOST:PORT/DB`.
+    #[serde(default)]
+    store: Option<StoreUrl>,
+    /// The longest a request waits for the store's decision (default 50ms).
+    #[serde(default)]
+    store_timeout: Option<Duration>,
+}
+
+/// A `store` URL, checked for its form while deserializing (no connection is made).
+struct StoreUrl(String, redis::Client);
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoreUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let url = String::deserialize(d)?;
+        let client = redis_store::parse_url(&url).map_err(serde::de::Error::custom)?;
+        Ok(StoreUrl(url, client))
+    }
 }
 
 fn one_second() -> Duration {
@@ -52,6 +80,19 @@ fn one_second() -> Duration {
 pub(crate) struct RateLimit {
     settings: RateLimitSettings,
     limiter: Gcra,
+    shared: Option<Shared>,
+}
+
+/// The Redis side of a `rate_limit` with `store`.
+struct Shared {
+    store: Arc<Store>,
+    /// `tioga:rl:RATE:PER_MS:KEY:` — what every Redis key of this limit starts with.
+    prefix: Vec<u8>,
+    /// `per / rate` and `per`, in microseconds (Redis's clock).
+    cost_us: u64,
+    window_us: u64,
+    /// How long a decision may wait for Redis.
+    timeout: std::time::Duration,
 }
 
 /// Rows of the TAT sketch, and slots per row (a power of two: each row's slot is
@@ -116,18 +157,67 @@ impl RateLimit {
         if settings.rate == 0 {
             return Err("rate must be at least 1".into());
         }
+        if settings.store_timeout.is_some() && settings.store.is_none() {
+            return Err("store_timeout needs a `store`".into());
+        }
+        let shared = settings.store.as_ref().map(|url| {
+            let window_us = u64::try_from(settings.per.0.as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            Shared {
+                store: Store::shared(&url.0, url.1.clone()),
+                prefix: format!(
+                    "tioga:rl:{}:{}:{}:",
+                    settings.rate,
+                    settings.per.0.as_millis(),
+                    describe_key(&settings.key.0)
+                )
+                .into_bytes(),
+                cost_us: (window_us / settings.rate).max(1),
+                window_us,
+                timeout: settings
+                    .store_timeout
+                    .map_or(redis_store::DECISION_TIMEOUT, |t| t.0),
+            }
+        });
         Ok(Self {
             limiter: Gcra::new(settings.rate, settings.per.0, Instant::now()),
             settings,
+            shared,
         })
     }
 
-    /// Admits one event for `key`, or refuses it (and does not count it).
-    fn decide(&self, key: &[u8]) -> Decision {
+    /// Admits one event for `key`, or refuses it (and does not count it): in the
+    /// shared store when there is one and it answers in time, locally otherwise.
+    async fn decide(&self, key: &[u8]) -> Decision {
+        if let Some(shared) = &self.shared {
+            let mut redis_key = Vec::with_capacity(shared.prefix.len() + key.len());
+            redis_key.extend_from_slice(&shared.prefix);
+            redis_key.extend_from_slice(key);
+            let verdict = shared
+                .store
+                .admit(&redis_key, shared.cost_us, shared.window_us, shared.timeout)
+                .await;
+            if let Some(verdict) = verdict {
+                return verdict.map_or_else(refuse, |()| Decision::Continue);
+            }
+        }
         match self.limiter.admit(key, Instant::now()) {
             Ok(()) => Decision::Continue,
             Err(wait) => refuse(wait),
         }
+    }
+}
+
+/// The key setting as written (`client_ip`, `header:x-api-key`), for Redis key names.
+fn describe_key(key: &crate::vocab::HashKey) -> String {
+    use crate::vocab::HashKey;
+    match key {
+        HashKey::ClientIp => "client_ip".into(),
+        HashKey::Uri => "uri".into(),
+        HashKey::Header(name) => format!("header:{name}"),
+        HashKey::Cookie(name) => format!("cookie:{name}"),
+        HashKey::Query(name) => format!("query:{name}"),
     }
 }
 
@@ -158,11 +248,11 @@ impl Filter for RateLimit {
 
     async fn request(&self, req: &mut RequestHeader, ctx: &mut Context<'_>) -> Result<Decision> {
         let key = request_key(&self.settings.key.0, req, ctx.client_ip());
-        Ok(self.decide(&key))
+        Ok(self.decide(&key).await)
     }
 
     async fn connection(&self, ctx: &mut Context<'_>) -> Result<Decision> {
-        Ok(self.decide(&ip_key(ctx.client_ip())))
+        Ok(self.decide(&ip_key(ctx.client_ip())).await)
     }
 }
 
@@ -252,5 +342,13 @@ mod tests {
         assert_eq!(err.path, "per");
         let err = build("rate_limit", "{rate: 1, key: body}").err().unwrap();
         assert_eq!(err.path, "key");
+        let err = build("rate_limit", "{rate: 1, store: 'localhost:6379'}")
+            .err()
+            .unwrap();
+        assert_eq!(err.path, "store");
+        assert!(build("rate_limit", "{rate: 1, store: 'redis://10.0.0.9:6379/1'}").is_ok());
+        let store = "{rate: 1, store: 'redis://10.0.0.9:6379/1', store_timeout: 5ms}";
+        assert!(build("rate_limit", store).is_ok());
+        assert!(build("rate_limit", "{rate: 1, store_timeout: 5ms}").is_err());
     }
 }
