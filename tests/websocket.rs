@@ -136,14 +136,16 @@ fn ten_thousand_messages_are_echoed_intact_and_in_order() {
 fn pings_keep_an_idle_websocket_open_past_read_timeout() {
     let (echo, _rt) = spawn_echo();
     let bind = free_addr();
-    let _tioga = Tioga::start(&yaml(echo, bind, "1s"), &[bind]);
+    // read_timeout 3 s: long enough that the echo backend's first answer comes within it
+    // while the other tests of this file load the machine.
+    let _tioga = Tioga::start(&yaml(echo, bind, "3s"), &[bind]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut ws = connect(bind).await;
         echo_once(&mut ws, "before").await.unwrap();
-        // Three read_timeouts without a message, a ping every 250 ms.
+        // Over two read_timeouts without a message, a ping every 250 ms.
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(3) {
+        while start.elapsed() < Duration::from_secs(7) {
             ws.send(Message::Ping(vec![1])).await.unwrap();
             match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
                 Ok(Some(Ok(Message::Pong(_)))) => {}
@@ -156,7 +158,7 @@ fn pings_keep_an_idle_websocket_open_past_read_timeout() {
         // Nothing at all for longer than read_timeout: the connection is closed.
         let mut silent = connect(bind).await;
         echo_once(&mut silent, "hello").await.unwrap();
-        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let closed = tokio::time::timeout(Duration::from_secs(15), async {
             loop {
                 match silent.next().await {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
