@@ -86,6 +86,16 @@ pub(crate) struct PoolSection {
     pub(crate) read_timeout: Option<String>,
     /// Extra attempts on another backend when connecting fails, default 1.
     pub(crate) retries: Option<usize>,
+    /// Passive health (second round; see `resilience.rs` for these keys).
+    pub(crate) outlier: Option<super::resilience::OutlierSection>,
+    /// Fail open below this percentage of healthy backends.
+    pub(crate) panic_threshold: Option<crate::vocab::Text>,
+    /// Ramp-up time of a new or recovered backend.
+    pub(crate) slow_start: Option<String>,
+    /// Failures retried on another backend.
+    pub(crate) retry_on: Option<Vec<crate::vocab::Text>>,
+    /// Retries allowed relative to requests.
+    pub(crate) retry_budget: Option<super::resilience::BudgetSection>,
 }
 
 /// `pools.NAME.health_check`.

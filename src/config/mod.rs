@@ -8,6 +8,7 @@
 pub mod error;
 pub(crate) mod file;
 mod problems;
+mod resilience;
 mod shape;
 mod source;
 pub(crate) mod validate;

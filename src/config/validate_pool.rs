@@ -41,6 +41,17 @@ pub(super) fn pool(name: &str, value: &Value, p: &mut Problems) -> Option<PoolSp
         connect_timeout,
         read_timeout,
         retries: retries(s.retries, &path, p),
+        resilience: super::resilience::resilience(
+            super::resilience::ResilienceKeys {
+                outlier: s.outlier.as_ref(),
+                panic_threshold: s.panic_threshold.as_ref(),
+                slow_start: s.slow_start.as_deref(),
+                retry_on: s.retry_on.as_deref(),
+                retry_budget: s.retry_budget.as_ref(),
+            },
+            &path,
+            p,
+        ),
     })
 }
 

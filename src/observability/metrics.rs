@@ -38,6 +38,7 @@ pub(crate) struct Metrics {
     pool_retries: IntCounterVec,
     config_loaded: IntGauge,
     access_log_dropped: IntCounter,
+    resilience: super::pool_metrics::ResilienceMetrics,
 }
 
 /// Status classes, indexed by `status / 100 - 1`; anything else counts as `5xx`.
@@ -194,7 +195,9 @@ impl Metrics {
         registry
             .register(Box::new(access_log_dropped.clone()))
             .expect("unique metric");
+        let resilience = super::pool_metrics::ResilienceMetrics::new(&registry);
         Self {
+            resilience,
             enabled,
             http_requests: counter(
                 "tioga_http_requests_total",
@@ -371,6 +374,7 @@ impl Metrics {
                 pool.table().retries(),
             );
         }
+        self.resilience.sync(pools);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -6,6 +6,7 @@ pub(crate) mod access_log;
 pub(crate) mod admin;
 mod log_line;
 pub(crate) mod metrics;
+mod pool_metrics;
 pub(crate) mod status;
 
 pub(crate) use access_log::AccessLog;

@@ -4,6 +4,7 @@
 //! computes them from successive documents).
 
 use super::metrics::{ListenerMetrics, RouteMetrics, TcpMetrics};
+use crate::upstream::policy::Condition;
 use crate::upstream::Pool;
 use crate::upstream::PoolSpec;
 use crate::vocab::{Balance, Probe};
@@ -151,8 +152,11 @@ fn pool(p: &Pool) -> Value {
         .map(|b| {
             let result = b.last_check().as_str();
             let error = if result == "failed" { b.last_error.lock().map(|e| e.clone()).unwrap_or_default() } else { String::new() };
+            let out: Vec<&str> = b.reasons().iter().map(|r| r.as_str()).collect();
             json!({
                 "address": b.addr.to_string(), "weight": b.weight, "healthy": b.eligible(),
+                "state": b.admin_state().as_str(), "out": out,
+                "ejections": b.outlier.ejections.load(Ordering::Relaxed),
                 "active": b.active.load(Ordering::Relaxed), "requests": b.total.load(Ordering::Relaxed),
                 "errors": b.errors.load(Ordering::Relaxed), "connect_failures": b.connect_failures.load(Ordering::Relaxed),
                 "transitions": b.transitions.load(Ordering::Relaxed),
@@ -160,5 +164,13 @@ fn pool(p: &Pool) -> Value {
             })
         })
         .collect();
-    json!({"name": p.name(), "balance": balance(&p.spec), "health_check": health_check, "backends": backends})
+    let table = p.table();
+    let retries: serde_json::Map<String, Value> = Condition::ALL
+        .iter()
+        .map(|c| (c.as_str().to_string(), json!(table.retries_of(*c))))
+        .collect();
+    json!({
+        "name": p.name(), "balance": balance(&p.spec), "health_check": health_check, "backends": backends,
+        "retries": retries, "retry_budget_exhausted": table.budget_refused(), "panic_selections": table.panics(),
+    })
 }

@@ -267,6 +267,36 @@ impl ProxyHttp for HttpProxy {
         })
     }
 
+    /// The backend's answer head: feeds passive health, and retries a 502/503/504
+    /// elsewhere when `retry_on` says so (see `http_retry.rs`).
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match &mut ctx.attempt {
+            Some(attempt) => super::http_retry::on_answer(session, attempt, resp.status.as_u16()),
+            None => Ok(()),
+        }
+    }
+
+    /// Proxying failed after connecting: retry elsewhere when `retry_on` allows.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let e = e.more_context(format!("Peer: {peer}"));
+        match &mut ctx.attempt {
+            Some(attempt) => super::http_retry::on_error(session, attempt, e, client_reused),
+            None => e,
+        }
+    }
+
     /// Runs the route's filters on the backend's response head.
     async fn response_filter(
         &self,
@@ -330,11 +360,6 @@ impl ProxyHttp for HttpProxy {
         target
             .map_or(&self.no_route, |t| &t.metrics)
             .record(status, elapsed.as_secs_f64());
-        if status >= 500 {
-            if let Some(attempt) = &ctx.attempt {
-                attempt.failed();
-            }
-        }
         if let Some(log) = &self.access_log {
             log.log(&super::http_log::entry(
                 session,

@@ -12,6 +12,7 @@ mod fd;
 mod head;
 pub(crate) mod http;
 mod http_log;
+mod http_retry;
 mod relay;
 mod splice;
 pub(crate) mod tcp;

@@ -184,6 +184,7 @@ impl TcpProxy {
                     .await
                 {
                     Ok(Ok(stream)) => {
+                        attempt.succeeded();
                         let _ = stream.set_nodelay(true);
                         return Ok(stream);
                     }

@@ -3,14 +3,18 @@
 //!
 //! The decisions live here so that every listener kind makes them alike: a pool with
 //! nothing eligible gives up at once ([`GiveUp::NoneEligible`]: HTTP 503, TCP close);
-//! a failed connect is retried on another backend while `retries` allows and one is
-//! eligible, then given up ([`GiveUp::Exhausted`]: HTTP 502). The chosen backend counts
-//! as active (for `least_conn`) until the attempt moves on or is dropped.
+//! a failure is retried on another backend when `retry_on` lists its [`Condition`],
+//! `retries` allows, the retry budget has room and another backend is eligible, then
+//! given up ([`GiveUp::Exhausted`]: HTTP 502). Every outcome feeds the backend's
+//! passive health. The chosen backend counts as active (for `least_conn`) until the
+//! attempt moves on or is dropped.
 
+use super::policy::Condition;
 use super::state::Lease;
 use super::Pool;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::time::Instant;
 
 /// Why a pool gave no backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +45,9 @@ pub(crate) struct Attempt {
 
 impl Attempt {
     pub(super) fn new(pool: Arc<Pool>) -> Attempt {
+        if let Some(budget) = &pool.budget {
+            budget.deposit(Instant::now());
+        }
         Attempt {
             pool,
             tried: Vec::new(),
@@ -72,16 +79,60 @@ impl Attempt {
     /// Connecting to the current backend failed. `Ok` when another backend may be
     /// tried (counted as a retry), otherwise why not.
     pub(crate) fn connect_failed(&mut self) -> Result<(), GiveUp> {
+        self.retry(Condition::ConnectFailure, true)
+    }
+
+    /// The current backend failed with `condition`: records it, then decides.
+    /// `replayable` says whether the request could be sent again as it was (for
+    /// HTTP: an idempotent method, a body buffered whole, no response byte sent to
+    /// the client); a connect failure sent nothing, so it is always replayable.
+    /// `Ok` when another backend may be tried (counted as a retry by reason).
+    pub(crate) fn retry(&mut self, condition: Condition, replayable: bool) -> Result<(), GiveUp> {
         if let Some(lease) = self.current.take() {
-            lease.state().count_connect_failure();
+            match condition {
+                Condition::ConnectFailure => lease.state().count_connect_failure(),
+                _ => lease.state().count_error(),
+            }
+            self.pool.outlier_failure(lease.index());
         }
         let pool = &self.pool;
-        if self.tried.len() <= pool.spec.retries && pool.has_candidate(&self.tried) {
-            self.retries += 1;
-            pool.table().count_retry();
-            Ok(())
+        let allowed = pool.spec.resilience.retry_on.contains(condition)
+            && (replayable || condition == Condition::ConnectFailure)
+            && self.tried.len() <= pool.spec.retries
+            && pool.has_candidate(&self.tried);
+        if !allowed {
+            return Err(GiveUp::Exhausted);
+        }
+        if let Some(budget) = &pool.budget {
+            if !budget.try_withdraw(Instant::now()) {
+                pool.table().count_budget_refusal();
+                return Err(GiveUp::Exhausted);
+            }
+        }
+        self.retries += 1;
+        pool.table().count_retry(condition);
+        Ok(())
+    }
+
+    /// Whether a backend is in use whose outcome is not recorded yet.
+    pub(crate) fn in_progress(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// The current backend answered with `status`: a 5xx counts as its failure,
+    /// anything else as a success.
+    pub(crate) fn answered(&self, status: u16) {
+        if status >= 500 {
+            self.failed();
         } else {
-            Err(GiveUp::Exhausted)
+            self.succeeded();
+        }
+    }
+
+    /// The current backend served (a TCP connect, a non-5xx answer).
+    pub(crate) fn succeeded(&self) {
+        if let Some(lease) = &self.current {
+            self.pool.outlier_success(lease.index());
         }
     }
 
@@ -90,6 +141,7 @@ impl Attempt {
     pub(crate) fn failed(&self) {
         if let Some(lease) = &self.current {
             lease.state().count_error();
+            self.pool.outlier_failure(lease.index());
         }
     }
 

@@ -13,10 +13,19 @@
 //! `health.rs`. Selection does not read the `LoadBalancer`'s own flags: the state here
 //! is where later reasons to take a backend out (outliers, drain, maintenance) live
 //! beside the probes' verdict.
+//!
+//! The resilience settings (`policy.rs`) act here too: passive health (`outlier.rs`)
+//! is fed by every attempt's outcome, the retry budget (`budget.rs`) bounds retries,
+//! and below `panic_threshold` healthy backends selection fails open over every
+//! backend an operator has not taken out.
 
 mod attempt;
+mod budget;
 mod health;
+mod outlier;
+pub(crate) mod policy;
 mod selection;
+mod slow_start;
 mod spec;
 pub(crate) mod state;
 
@@ -32,6 +41,7 @@ pub(crate) use spec::{BackendSpec, HealthCheckSpec, PoolSpec};
 use state::{BackendTable, Lease};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Backends already considered by one selection.
@@ -78,6 +88,19 @@ pub(crate) struct Pool {
     picker: Picker,
     table: Arc<BackendTable>,
     max_iterations: usize,
+    /// The retry budget, when configured.
+    budget: Option<budget::RetryBudget>,
+    /// Whether the last selection failed open (to log changes once).
+    panicking: AtomicBool,
+}
+
+/// Which backends a selection may choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Eligible ones only.
+    Healthy,
+    /// Fail-open: any the operator has not taken out (drain, maint).
+    Panic,
 }
 
 /// How a pool chooses: `round_robin` picks among the eligible backends itself; the
@@ -115,6 +138,7 @@ impl Pool {
         let config = BalanceConfig {
             balance: spec.balance.clone(),
             table: table.clone(),
+            slow_start: spec.resilience.slow_start,
         };
         let selector = Arc::new(Balancer::build_with_config(&set, &config));
         let mut lb =
@@ -141,10 +165,12 @@ impl Pool {
         };
         let pool = Pool {
             picker,
+            budget: spec.resilience.retry_budget.map(budget::RetryBudget::new),
             spec,
             _lb: lb,
             table,
             max_iterations,
+            panicking: AtomicBool::new(false),
         };
         (Arc::new(pool), service)
     }
@@ -162,9 +188,21 @@ impl Pool {
     /// Chooses an eligible backend for `key` (used by `consistent_hash`), skipping
     /// those in `tried`.
     fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<Chosen> {
+        let mode = self.mode();
         let selector = match &self.picker {
             Picker::Smooth(rr) => {
-                return rr.pick(|i| self.eligible(i, tried)).map(|i| self.chosen(i))
+                let eligible = |i| self.eligible(i, tried, mode);
+                let picked = match self.spec.resilience.slow_start {
+                    None => rr.pick(eligible),
+                    Some(ramp) => {
+                        let now = tokio::time::Instant::now();
+                        rr.pick_weighted(eligible, |i, w| {
+                            let f = slow_start::factor(self.table.get(i).back_since(), ramp, now);
+                            slow_start::scaled(w as usize, f)
+                        })
+                    }
+                };
+                return picked.map(|i| self.chosen(i));
             }
             Picker::Walk(selector) => selector,
         };
@@ -181,7 +219,7 @@ impl Pool {
             if !seen.insert(index) {
                 continue;
             }
-            if self.eligible(index, tried) {
+            if self.eligible(index, tried, mode) {
                 return Some(self.chosen(index));
             }
             if seen.count == self.table.len() {
@@ -191,10 +229,73 @@ impl Pool {
         None
     }
 
-    /// Whether backend `i` is healthy (or never checked) and not in `tried`.
-    fn eligible(&self, i: usize, tried: &[SocketAddr]) -> bool {
+    /// Whether backend `i` may be chosen in `mode` and is not in `tried`.
+    fn eligible(&self, i: usize, tried: &[SocketAddr], mode: Mode) -> bool {
         let state = self.table.get(i);
-        state.eligible() && !tried.contains(&state.addr)
+        let ok = match mode {
+            Mode::Healthy => state.eligible(),
+            Mode::Panic => state.admin_ready(),
+        };
+        ok && !tried.contains(&state.addr)
+    }
+
+    /// Fail-open when fewer than `panic_threshold` percent of the backends are
+    /// eligible; logs each change and counts each selection made so.
+    fn mode(&self) -> Mode {
+        let Some(threshold) = self.spec.resilience.panic_threshold else {
+            return Mode::Healthy;
+        };
+        let n = self.table.len();
+        let healthy = self.table.iter().filter(|b| b.eligible()).count();
+        let panic = healthy * 100 < threshold as usize * n;
+        if self.panicking.swap(panic, Ordering::Relaxed) != panic {
+            if panic {
+                log::warn!(
+                    "pool {}: only {healthy} of {n} backends healthy, below panic_threshold \
+                     {threshold}%: balancing over every backend (fail open)",
+                    self.name()
+                );
+            } else {
+                log::warn!(
+                    "pool {}: {healthy} of {n} backends healthy again: fail-open ends",
+                    self.name()
+                );
+            }
+        }
+        if panic {
+            self.table.count_panic();
+            Mode::Panic
+        } else {
+            Mode::Healthy
+        }
+    }
+
+    /// Records a failure of backend `i` for passive health; logs an ejection.
+    fn outlier_failure(&self, i: usize) {
+        let Some(spec) = &self.spec.resilience.outlier else {
+            return;
+        };
+        let now = self.table.nanos(tokio::time::Instant::now());
+        let ejected = || {
+            let table = &self.table;
+            table.iter().filter(|b| b.outlier.ejected_at(now)).count()
+        };
+        let state = &self.table.get(i).outlier;
+        if let Some(length) = state.failure(spec, now, ejected, self.table.len()) {
+            log::warn!(
+                "pool {}: backend {} ejected for {length:?} after {} consecutive failures",
+                self.name(),
+                self.table.get(i).addr,
+                spec.consecutive_failures
+            );
+        }
+    }
+
+    /// Records a success of backend `i` for passive health.
+    fn outlier_success(&self, i: usize) {
+        if self.spec.resilience.outlier.is_some() {
+            self.table.get(i).outlier.success();
+        }
     }
 
     /// Backend `i`, counted as active until the lease is dropped.
@@ -207,7 +308,8 @@ impl Pool {
 
     /// Whether a backend other than those in `tried` is eligible.
     fn has_candidate(&self, tried: &[SocketAddr]) -> bool {
-        (0..self.table.len()).any(|i| self.eligible(i, tried))
+        let mode = self.mode();
+        (0..self.table.len()).any(|i| self.eligible(i, tried, mode))
     }
 
     /// Live counters of every backend.

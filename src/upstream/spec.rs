@@ -1,6 +1,7 @@
 //! A pool's settings, as the config validator builds them: addresses parsed, durations
 //! read, the balance mode and health check checked.
 
+use super::policy::Resilience;
 use crate::vocab::{Balance, Probe};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,6 +23,8 @@ pub(crate) struct PoolSpec {
     pub(crate) read_timeout: Duration,
     /// Extra attempts on another backend when connecting fails.
     pub(crate) retries: usize,
+    /// Passive health, fail-open, slow start and retry rules.
+    pub(crate) resilience: Resilience,
 }
 
 /// One backend.
