@@ -515,3 +515,5 @@ meta method "Memory: 200 warm-up requests, VmRSS summed over the proxy's process
 meta method "Same work for all: Host passed unchanged, X-Forwarded-For/-Proto/-Host added (HAProxy \`option forwardfor\` + set-header, nginx proxy_set_header, bare Pingora in upstream_request_filter); no logging; nginx \`keepalive_requests\` lifted (its default closes a client connection every 1000 requests). Tioga runs one thread per listener plus its admin endpoint, all pinned to CPU 0."
 "$PY" "$HELP" report --raw "$RAW" --meta "$META" --out "$OUT"
 log "wrote $OUT"
+# Resilient-upstream features on vs off (CPU per request); appends its own section.
+BUILD=0 REPS="$REPS" DURATION="${SECS}s" OUT="$OUT" bash "$ROOT/bench/resilience.sh"

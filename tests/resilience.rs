@@ -381,3 +381,33 @@ fn chaos_a_backend_killed_under_load_fails_no_get() {
 fn doc_has_no_health_check(admin: SocketAddr) -> bool {
     status(admin)["pools"][0]["health_check"].is_null()
 }
+
+#[test]
+fn bad_resilience_settings_are_reported_with_their_key_path() {
+    let yaml = "pools:
+  web:
+    backends: [\"127.0.0.1:9\"]
+    outlier: {consecutive_failures: 0, base_ejection: soon, max_ejected: 150%}
+    panic_threshold: half
+    retry_on: [connect_failure, 500]
+    retry_budget: {ratio: 20%, min_per_second: 1, burst: 3}
+listeners:
+  web:
+    protocol: http
+    bind: \"127.0.0.1:1\"
+    routes:
+      - pool: web
+";
+    let (code, stderr) = check_config(yaml);
+    assert_ne!(code, 0);
+    for path in [
+        "pools.web.outlier.consecutive_failures",
+        "pools.web.outlier.base_ejection",
+        "pools.web.outlier.max_ejected",
+        "pools.web.panic_threshold",
+        "pools.web.retry_on[1]",
+        "pools.web.retry_budget",
+    ] {
+        assert!(stderr.contains(path), "{path} not in:\n{stderr}");
+    }
+}
