@@ -17,6 +17,8 @@ pub(crate) enum Balance {
     LeastConn,
     /// Consistent (ketama) hashing on a key.
     ConsistentHash(HashKey),
+    /// Two random choices, the lower peak-EWMA latency × load.
+    P2cEwma,
 }
 
 /// What `consistent_hash` (and `rate_limit`) hash on.

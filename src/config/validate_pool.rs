@@ -97,6 +97,7 @@ fn balance(s: &PoolSection, path: &str, p: &mut Problems) -> Option<Balance> {
         "round_robin" => Balance::RoundRobin,
         "random" => Balance::Random,
         "least_conn" => Balance::LeastConn,
+        "p2c_ewma" => Balance::P2cEwma,
         "consistent_hash" => match s.hash_key.as_deref() {
             None => {
                 p.add(join(path, "balance"), "consistent_hash needs `hash_key` (client_ip | uri | header:NAME | cookie:NAME | query:NAME)");
@@ -107,7 +108,7 @@ fn balance(s: &PoolSection, path: &str, p: &mut Problems) -> Option<Balance> {
         other => {
             p.add(
                 join(path, "balance"),
-                format!("unknown balance `{other}` (expected one of round_robin, random, least_conn, consistent_hash)"),
+                format!("unknown balance `{other}` (expected one of round_robin, random, least_conn, consistent_hash, p2c_ewma)"),
             );
             return None;
         }

@@ -136,6 +136,7 @@ fn balance(spec: &PoolSpec) -> &'static str {
         Balance::Random => "random",
         Balance::LeastConn => "least_conn",
         Balance::ConsistentHash(_) => "consistent_hash",
+        Balance::P2cEwma => "p2c_ewma",
     }
 }
 

@@ -41,6 +41,8 @@ pub(crate) struct Attempt {
     tried: Vec<SocketAddr>,
     current: Option<Lease>,
     retries: u32,
+    /// When the current backend was chosen (for its latency, `p2c_ewma` only).
+    started: Option<Instant>,
 }
 
 impl Attempt {
@@ -53,6 +55,7 @@ impl Attempt {
             tried: Vec::new(),
             current: None,
             retries: 0,
+            started: None,
         }
     }
 
@@ -69,6 +72,9 @@ impl Attempt {
             Some(chosen) => {
                 self.tried.push(chosen.addr);
                 self.current = Some(chosen.lease);
+                if self.pool.measures_latency() {
+                    self.started = Some(Instant::now());
+                }
                 Ok(chosen.addr)
             }
             None if self.tried.is_empty() => Err(GiveUp::NoneEligible),
@@ -133,6 +139,15 @@ impl Attempt {
     pub(crate) fn succeeded(&self) {
         if let Some(lease) = &self.current {
             self.pool.outlier_success(lease.index());
+            self.observe(lease);
+        }
+    }
+
+    /// Records the time from choosing the backend to now as its latency.
+    fn observe(&self, lease: &Lease) {
+        if let Some(start) = self.started {
+            let now = Instant::now();
+            lease.state().ewma.observe(now - start, now);
         }
     }
 
@@ -142,6 +157,7 @@ impl Attempt {
         if let Some(lease) = &self.current {
             lease.state().count_error();
             self.pool.outlier_failure(lease.index());
+            self.observe(lease);
         }
     }
 

@@ -21,8 +21,10 @@
 
 mod attempt;
 mod budget;
+mod ewma;
 mod health;
 mod outlier;
+mod p2c;
 pub(crate) mod policy;
 mod selection;
 mod slow_start;
@@ -107,6 +109,7 @@ enum Mode {
 /// other modes walk a selector's candidates, first choice first.
 enum Picker {
     Smooth(SmoothRoundRobin),
+    P2c,
     Walk(Arc<Balancer>),
 }
 
@@ -161,6 +164,7 @@ impl Pool {
         let max_iterations = spec.backends.len() * 8 + 16;
         let picker = match spec.balance {
             Balance::RoundRobin => Picker::Smooth(SmoothRoundRobin::new(&table)),
+            Balance::P2cEwma => Picker::P2c,
             _ => Picker::Walk(selector),
         };
         let pool = Pool {
@@ -203,6 +207,19 @@ impl Pool {
                     }
                 };
                 return picked.map(|i| self.chosen(i));
+            }
+            Picker::P2c => {
+                let now = tokio::time::Instant::now();
+                let ramp = self.spec.resilience.slow_start;
+                let probe = |i: usize| {
+                    let b = self.table.get(i);
+                    let factor = ramp.map_or(1.0, |r| slow_start::factor(b.back_since(), r, now));
+                    let active = b.active.load(Ordering::Relaxed);
+                    (b.ewma.cost(now), active, b.weight as f64 * factor)
+                };
+                let eligible = |i| self.eligible(i, tried, mode);
+                return p2c::pick(self.table.len(), eligible, &probe, |k| fastrand::usize(..k))
+                    .map(|i| self.chosen(i));
             }
             Picker::Walk(selector) => selector,
         };
@@ -315,6 +332,11 @@ impl Pool {
     /// Live counters of every backend.
     pub(crate) fn table(&self) -> &Arc<BackendTable> {
         &self.table
+    }
+
+    /// Whether answers' latencies are recorded (for `p2c_ewma`).
+    fn measures_latency(&self) -> bool {
+        matches!(self.picker, Picker::P2c)
     }
 
     /// Whether selection uses a key at all.

@@ -49,7 +49,10 @@ impl BackendSelection for Balancer {
 
     fn build_with_config(backends: &BTreeSet<Backend>, config: &BalanceConfig) -> Self {
         match config.balance {
-            Balance::RoundRobin => Balancer::RoundRobin(Arc::new(RoundRobin::build(backends))),
+            // p2c_ewma chooses in `p2c.rs`; the pool's LoadBalancer still needs one.
+            Balance::RoundRobin | Balance::P2cEwma => {
+                Balancer::RoundRobin(Arc::new(RoundRobin::build(backends)))
+            }
             Balance::Random => Balancer::Random(Arc::new(Random::build(backends))),
             Balance::ConsistentHash(_) => Balancer::Hash(Arc::new(KetamaHashing::build(backends))),
             Balance::LeastConn => Balancer::LeastConn(Arc::new(LeastConn {

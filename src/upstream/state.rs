@@ -10,6 +10,7 @@
 //! set it to `drain` or `maint` ([`AdminState`]). `/status` and the status page show
 //! every reason that applies.
 
+use super::ewma::Ewma;
 use super::outlier::OutlierState;
 use super::policy::Condition;
 use pingora_core::protocols::l4::socket::SocketAddr as PeerAddr;
@@ -117,6 +118,8 @@ pub(crate) struct BackendState {
     admin: AtomicU8,
     /// Passive health.
     pub(crate) outlier: OutlierState,
+    /// Peak-EWMA latency, for `p2c_ewma`.
+    pub(crate) ewma: Ewma,
     /// When the probes last brought it back, in nanoseconds after `epoch`, plus one
     /// (0: never taken out by a probe).
     probe_back: AtomicU64,
@@ -267,6 +270,7 @@ impl BackendTable {
                 last_error: Mutex::new(String::new()),
                 admin: AtomicU8::new(0),
                 outlier: OutlierState::default(),
+                ewma: Ewma::default(),
                 probe_back: AtomicU64::new(0),
                 epoch,
             })
