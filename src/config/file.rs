@@ -96,6 +96,10 @@ pub(crate) struct PoolSection {
     pub(crate) retry_on: Option<Vec<crate::vocab::Text>>,
     /// Retries allowed relative to requests.
     pub(crate) retry_budget: Option<super::resilience::BudgetSection>,
+    /// Requests or connections in flight per backend.
+    pub(crate) max_conns: Option<usize>,
+    /// Where requests wait beyond `max_conns`.
+    pub(crate) queue: Option<super::resilience::QueueSection>,
 }
 
 /// `pools.NAME.health_check`.

@@ -3,7 +3,7 @@
 
 use super::problems::{join, Problems};
 use super::values::duration;
-use crate::upstream::policy::{BudgetSpec, Condition, OutlierSpec, Resilience, RetryOn};
+use crate::upstream::policy::{BudgetSpec, Condition, OutlierSpec, QueueSpec, Resilience, RetryOn};
 use crate::vocab::Text;
 use serde::Deserialize;
 
@@ -20,6 +20,20 @@ pub(crate) struct ResilienceKeys<'a> {
     pub(crate) retry_on: Option<&'a [Text]>,
     /// `retry_budget:`.
     pub(crate) retry_budget: Option<&'a BudgetSection>,
+    /// `max_conns: 100`.
+    pub(crate) max_conns: Option<usize>,
+    /// `queue: {size: 1000, timeout: 2s}`.
+    pub(crate) queue: Option<&'a QueueSection>,
+}
+
+/// `pools.NAME.queue`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueueSection {
+    /// The most waiting at once; default 1000.
+    pub(crate) size: Option<usize>,
+    /// The longest wait; default 2s.
+    pub(crate) timeout: Option<String>,
 }
 
 /// `pools.NAME.outlier`.
@@ -63,7 +77,47 @@ pub(super) fn resilience(keys: ResilienceKeys<'_>, pool: &str, p: &mut Problems)
         retry_budget: keys
             .retry_budget
             .map(|b| budget(b, &join(pool, "retry_budget"), p)),
+        max_conns: max_conns(keys.max_conns, keys.queue, pool, p),
     }
+}
+
+/// The most `max_conns` and `queue.size` a pool takes.
+const MAX_CONNS: usize = 1_000_000;
+
+fn max_conns(
+    max: Option<usize>,
+    queue: Option<&QueueSection>,
+    pool: &str,
+    p: &mut Problems,
+) -> Option<(usize, QueueSpec)> {
+    let Some(max) = max else {
+        if queue.is_some() {
+            p.add(join(pool, "queue"), "only used with `max_conns`");
+        }
+        return None;
+    };
+    if !(1..=MAX_CONNS).contains(&max) {
+        p.add(
+            join(pool, "max_conns"),
+            format!("{max} is out of range: 1 to {MAX_CONNS}"),
+        );
+    }
+    let path = join(pool, "queue");
+    let size = queue.and_then(|q| q.size).unwrap_or(1000);
+    if size > MAX_CONNS {
+        p.add(
+            join(&path, "size"),
+            format!("{size} is out of range: 0 to {MAX_CONNS}"),
+        );
+    }
+    let timeout = queue.and_then(|q| q.timeout.as_deref());
+    Some((
+        max.clamp(1, MAX_CONNS),
+        QueueSpec {
+            size: size.min(MAX_CONNS),
+            timeout: duration(timeout, &join(&path, "timeout"), "2s", p),
+        },
+    ))
 }
 
 fn outlier(o: &OutlierSection, path: &str, p: &mut Problems) -> OutlierSpec {

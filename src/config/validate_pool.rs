@@ -48,6 +48,8 @@ pub(super) fn pool(name: &str, value: &Value, p: &mut Problems) -> Option<PoolSp
                 slow_start: s.slow_start.as_deref(),
                 retry_on: s.retry_on.as_deref(),
                 retry_budget: s.retry_budget.as_ref(),
+                max_conns: s.max_conns,
+                queue: s.queue.as_ref(),
             },
             &path,
             p,

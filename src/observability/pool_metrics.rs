@@ -17,6 +17,8 @@ pub(crate) struct ResilienceMetrics {
     panics: IntCounterVec,
     ejections: IntCounterVec,
     out: IntGaugeVec,
+    queue_depth: IntGaugeVec,
+    queue_refused: IntCounterVec,
 }
 
 impl ResilienceMetrics {
@@ -40,7 +42,24 @@ impl ResilienceMetrics {
         registry
             .register(Box::new(out.clone()))
             .expect("unique metric");
+        let queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "tioga_pool_queue_depth",
+                "Requests or connections waiting because every backend is at max_conns",
+            ),
+            &["pool"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(queue_depth.clone()))
+            .expect("unique metric");
         Self {
+            queue_depth,
+            queue_refused: counter(
+                "tioga_pool_queue_refused_total",
+                "Requests answered 503 (connections closed) by the max_conns queue: full or timeout",
+                &["pool", "reason"],
+            ),
             retries: counter(
                 "tioga_upstream_retries_by_reason_total",
                 "Attempts on another backend, by the failure retried (retry_on condition)",
@@ -81,6 +100,16 @@ impl ResilienceMetrics {
                 table.budget_refused(),
             );
             catch_up(self.panics.with_label_values(&[name]), table.panics());
+            if let Some((depth, full, timed_out)) = pool.queue_stats() {
+                self.queue_depth
+                    .with_label_values(&[name])
+                    .set(depth as i64);
+                catch_up(self.queue_refused.with_label_values(&[name, "full"]), full);
+                catch_up(
+                    self.queue_refused.with_label_values(&[name, "timeout"]),
+                    timed_out,
+                );
+            }
             for b in table.iter() {
                 let addr = b.addr.to_string();
                 catch_up(

@@ -166,6 +166,11 @@ fn pool(p: &Pool) -> Value {
         })
         .collect();
     let table = p.table();
+    let queue = p.spec.resilience.max_conns.map(|(max, q)| {
+        let (depth, full, timed_out) = p.queue_stats().unwrap_or_default();
+        json!({"max_conns": max, "size": q.size, "timeout_ms": q.timeout.as_millis() as u64,
+               "depth": depth, "refused_full": full, "timed_out": timed_out})
+    });
     let retries: serde_json::Map<String, Value> = Condition::ALL
         .iter()
         .map(|c| (c.as_str().to_string(), json!(table.retries_of(*c))))
@@ -173,5 +178,6 @@ fn pool(p: &Pool) -> Value {
     json!({
         "name": p.name(), "balance": balance(&p.spec), "health_check": health_check, "backends": backends,
         "retries": retries, "retry_budget_exhausted": table.budget_refused(), "panic_selections": table.panics(),
+        "queue": queue,
     })
 }

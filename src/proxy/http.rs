@@ -75,6 +75,8 @@ pub(crate) struct RequestCtx {
     upstream_start: Option<Instant>,
     upstream_head: Option<Instant>,
     _active: Option<GaugeGuard>,
+    /// `Retry-After` seconds for a 503 because the pool was too busy.
+    retry_after: Option<u64>,
 }
 
 impl HttpProxy {
@@ -152,6 +154,7 @@ impl ProxyHttp for HttpProxy {
             upstream_start: None,
             upstream_head: None,
             _active: None,
+            retry_after: None,
         }
     }
 
@@ -211,17 +214,21 @@ impl ProxyHttp for HttpProxy {
         let chosen = match &pool.spec.balance {
             Balance::ConsistentHash(key) => {
                 let client = ctx.client.map(|a| a.ip());
-                attempt.next(&request_key(key, session.req_header(), client))
+                let key = request_key(key, session.req_header(), client);
+                attempt.next_queued(&key).await
             }
-            _ => attempt.next(b""),
+            _ => attempt.next_queued(b"").await,
         };
         let addr = match chosen {
             Ok(addr) => addr,
             Err(give_up) => {
+                if give_up.busy() {
+                    ctx.retry_after = pool.retry_after();
+                }
                 return Error::e_explain(
                     ErrorType::HTTPStatus(give_up.status()),
                     format!("pool {} has no eligible backend", pool.name()),
-                )
+                );
             }
         };
         let mut peer = HttpPeer::new(addr, false, String::new());
@@ -384,6 +391,9 @@ impl ProxyHttp for HttpProxy {
             // Pingora's error answer, through the route's response filters (headers a
             // route sets go on its 502/503/504 too).
             let mut head = error_resp::gen_error_response(code);
+            if let Some(secs) = ctx.retry_after.filter(|_| code == 503) {
+                let _ = head.insert_header(http::header::RETRY_AFTER, secs);
+            }
             if let Err(err) =
                 self.each_filter(ctx, Hooks::RESPONSE, |f, fctx| f.response(&mut head, fctx))
             {

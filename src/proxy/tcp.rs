@@ -172,7 +172,7 @@ impl TcpProxy {
             Vec::new()
         };
         loop {
-            let addr = attempt.next(&key).inspect_err(|_| {
+            let addr = attempt.next_queued(&key).await.inspect_err(|_| {
                 log::warn!(
                     "listener {}: pool {} has no eligible backend",
                     self.listener,

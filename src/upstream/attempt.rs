@@ -23,15 +23,24 @@ pub(crate) enum GiveUp {
     NoneEligible,
     /// Backends were tried and failed; no further try is allowed or possible.
     Exhausted,
+    /// Every backend is at `max_conns` and the queue is full.
+    QueueFull,
+    /// Every backend stayed at `max_conns` for the whole `queue.timeout`.
+    QueueTimeout,
 }
 
 impl GiveUp {
     /// The HTTP status it answers with (and the TCP access log records).
     pub(crate) fn status(self) -> u16 {
         match self {
-            GiveUp::NoneEligible => 503,
+            GiveUp::NoneEligible | GiveUp::QueueFull | GiveUp::QueueTimeout => 503,
             GiveUp::Exhausted => 502,
         }
+    }
+
+    /// Whether the pool was only too busy (the client may come back later).
+    pub(crate) fn busy(self) -> bool {
+        matches!(self, GiveUp::QueueFull | GiveUp::QueueTimeout)
     }
 }
 
@@ -79,6 +88,40 @@ impl Attempt {
             }
             None if self.tried.is_empty() => Err(GiveUp::NoneEligible),
             None => Err(GiveUp::Exhausted),
+        }
+    }
+
+    /// Like [`Self::next`], but when every backend that may be chosen is at
+    /// `max_conns`, waits in the pool's queue (FIFO, up to `queue.timeout`).
+    pub(crate) async fn next_queued(&mut self, key: &[u8]) -> Result<SocketAddr, GiveUp> {
+        let pool = self.pool.clone();
+        let Some(queue) = pool.queue() else {
+            return self.next(key);
+        };
+        if queue.depth() == 0 {
+            match self.next(key) {
+                Err(_) if pool.all_busy(&self.tried) => {}
+                done => return done,
+            }
+        }
+        let ticket = queue.join().ok_or(GiveUp::QueueFull)?;
+        let deadline = Instant::now() + queue.timeout;
+        loop {
+            if ticket.is_head() {
+                match self.next(key) {
+                    Err(_) if pool.all_busy(&self.tried) => {}
+                    done => return done,
+                }
+            }
+            if tokio::time::timeout_at(deadline, ticket.woken())
+                .await
+                .is_err()
+            {
+                queue
+                    .timed_out
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(GiveUp::QueueTimeout);
+            }
         }
     }
 

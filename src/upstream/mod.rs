@@ -26,6 +26,7 @@ mod health;
 mod outlier;
 mod p2c;
 pub(crate) mod policy;
+mod queue;
 mod selection;
 mod slow_start;
 mod spec;
@@ -94,6 +95,8 @@ pub(crate) struct Pool {
     budget: Option<budget::RetryBudget>,
     /// Whether the last selection failed open (to log changes once).
     panicking: AtomicBool,
+    /// Where requests wait when every backend is at `max_conns`.
+    queue: Option<Arc<queue::WaitQueue>>,
 }
 
 /// Which backends a selection may choose.
@@ -167,6 +170,10 @@ impl Pool {
             Balance::P2cEwma => Picker::P2c,
             _ => Picker::Walk(selector),
         };
+        let spec_queue = spec
+            .resilience
+            .max_conns
+            .map(|(_, q)| Arc::new(queue::WaitQueue::new(q.size, q.timeout)));
         let pool = Pool {
             picker,
             budget: spec.resilience.retry_budget.map(budget::RetryBudget::new),
@@ -175,6 +182,7 @@ impl Pool {
             table,
             max_iterations,
             panicking: AtomicBool::new(false),
+            queue: spec_queue,
         };
         (Arc::new(pool), service)
     }
@@ -206,7 +214,7 @@ impl Pool {
                         })
                     }
                 };
-                return picked.map(|i| self.chosen(i));
+                return picked.and_then(|i| self.chosen(i));
             }
             Picker::P2c => {
                 let now = tokio::time::Instant::now();
@@ -219,7 +227,7 @@ impl Pool {
                 };
                 let eligible = |i| self.eligible(i, tried, mode);
                 return p2c::pick(self.table.len(), eligible, &probe, |k| fastrand::usize(..k))
-                    .map(|i| self.chosen(i));
+                    .and_then(|i| self.chosen(i));
             }
             Picker::Walk(selector) => selector,
         };
@@ -237,7 +245,7 @@ impl Pool {
                 continue;
             }
             if self.eligible(index, tried, mode) {
-                return Some(self.chosen(index));
+                return self.chosen(index);
             }
             if seen.count == self.table.len() {
                 return None;
@@ -246,8 +254,13 @@ impl Pool {
         None
     }
 
-    /// Whether backend `i` may be chosen in `mode` and is not in `tried`.
+    /// Whether backend `i` may be chosen in `mode`, is not in `tried` and has room.
     fn eligible(&self, i: usize, tried: &[SocketAddr], mode: Mode) -> bool {
+        self.usable(i, tried, mode) && self.has_room(i)
+    }
+
+    /// [`Self::eligible`] but for `max_conns`.
+    fn usable(&self, i: usize, tried: &[SocketAddr], mode: Mode) -> bool {
         let state = self.table.get(i);
         let ok = match mode {
             Mode::Healthy => state.eligible(),
@@ -316,17 +329,57 @@ impl Pool {
     }
 
     /// Backend `i`, counted as active until the lease is dropped.
-    fn chosen(&self, i: usize) -> Chosen {
-        Chosen {
+    /// `None` when `max_conns` was reached meanwhile.
+    fn chosen(&self, i: usize) -> Option<Chosen> {
+        let lease = match (&self.queue, self.spec.resilience.max_conns) {
+            (Some(queue), Some((max, _))) => {
+                Lease::within(self.table.clone(), i, max, queue.clone())?
+            }
+            _ => Lease::new(self.table.clone(), i),
+        };
+        Some(Chosen {
             addr: self.table.get(i).addr,
-            lease: Lease::new(self.table.clone(), i),
-        }
+            lease,
+        })
+    }
+
+    /// Whether backend `i` has fewer than `max_conns` in flight.
+    fn has_room(&self, i: usize) -> bool {
+        self.spec
+            .resilience
+            .max_conns
+            .is_none_or(|(max, _)| self.table.get(i).active.load(Ordering::Acquire) < max)
+    }
+
+    /// Whether a backend not in `tried` would be chosen but for `max_conns`.
+    fn all_busy(&self, tried: &[SocketAddr]) -> bool {
+        let mode = self.mode();
+        (0..self.table.len()).any(|i| self.usable(i, tried, mode) && !self.has_room(i))
+    }
+
+    /// The wait queue, with `max_conns`.
+    fn queue(&self) -> Option<&queue::WaitQueue> {
+        self.queue.as_deref()
     }
 
     /// Whether a backend other than those in `tried` is eligible.
     fn has_candidate(&self, tried: &[SocketAddr]) -> bool {
         let mode = self.mode();
-        (0..self.table.len()).any(|i| self.eligible(i, tried, mode))
+        (0..self.table.len()).any(|i| self.usable(i, tried, mode))
+    }
+
+    /// The `Retry-After` for a client refused because every backend was busy: the
+    /// queue's timeout in whole seconds, at least 1.
+    pub(crate) fn retry_after(&self) -> Option<u64> {
+        let q = self.queue.as_ref()?;
+        Some(q.timeout.as_secs_f64().ceil().max(1.0) as u64)
+    }
+
+    /// With `max_conns`: `(waiting now, refused because full, timed out)`.
+    pub(crate) fn queue_stats(&self) -> Option<(usize, u64, u64)> {
+        let q = self.queue.as_ref()?;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        Some((q.depth(), load(&q.refused), load(&q.timed_out)))
     }
 
     /// Live counters of every backend.

@@ -17,6 +17,18 @@ pub(crate) struct Resilience {
     pub(crate) retry_on: RetryOn,
     /// Retries allowed relative to requests.
     pub(crate) retry_budget: Option<BudgetSpec>,
+    /// The most requests or connections in flight per backend, and the queue
+    /// beyond it.
+    pub(crate) max_conns: Option<(usize, QueueSpec)>,
+}
+
+/// `queue:` — where requests wait when every backend is at `max_conns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueSpec {
+    /// The most waiting at once.
+    pub(crate) size: usize,
+    /// The longest wait.
+    pub(crate) timeout: Duration,
 }
 
 /// `outlier:` — when and for how long a failing backend is ejected.

@@ -13,6 +13,7 @@
 use super::ewma::Ewma;
 use super::outlier::OutlierState;
 use super::policy::Condition;
+use super::queue::WaitQueue;
 use pingora_core::protocols::l4::socket::SocketAddr as PeerAddr;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -359,6 +360,8 @@ impl BackendTable {
 pub(crate) struct Lease {
     table: Arc<BackendTable>,
     index: usize,
+    /// The pool's wait queue (with `max_conns`), woken when the lease ends.
+    queue: Option<Arc<WaitQueue>>,
 }
 
 impl Lease {
@@ -367,7 +370,33 @@ impl Lease {
         let b = table.get(index);
         b.active.fetch_add(1, Ordering::Relaxed);
         b.total.fetch_add(1, Ordering::Relaxed);
-        Self { table, index }
+        Self {
+            table,
+            index,
+            queue: None,
+        }
+    }
+
+    /// Like [`Lease::new`], but only while backend `index` has fewer than `max` in
+    /// flight; the lease wakes `queue`'s head when it ends.
+    pub(crate) fn within(
+        table: Arc<BackendTable>,
+        index: usize,
+        max: usize,
+        queue: Arc<WaitQueue>,
+    ) -> Option<Self> {
+        let b = table.get(index);
+        b.active
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        b.total.fetch_add(1, Ordering::Relaxed);
+        Some(Self {
+            table,
+            index,
+            queue: Some(queue),
+        })
     }
 
     /// The backend's position in its table.
@@ -386,6 +415,9 @@ impl Drop for Lease {
         self.table
             .get(self.index)
             .active
-            .fetch_sub(1, Ordering::Relaxed);
+            .fetch_sub(1, Ordering::AcqRel);
+        if let Some(queue) = &self.queue {
+            queue.wake_head();
+        }
     }
 }

@@ -87,6 +87,8 @@ struct Stats {
     peak: AtomicUsize,
     /// Print `got ID` (the `x-id` header) to stdout as each request head arrives.
     announce: AtomicBool,
+    /// The `x-id` headers of the requests received, in order of arrival.
+    ids: Mutex<Vec<String>>,
 }
 
 /// Counts one unit of work in `active` for as long as it lives, even if the task is
@@ -250,6 +252,11 @@ impl HttpBackend {
     pub fn set_delay(&self, delay: Duration) {
         let ms = delay.as_millis() as usize;
         self.stats.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// The `x-id` headers of the requests received so far, in order of arrival.
+    pub fn ids(&self) -> Vec<String> {
+        self.stats.ids.lock().unwrap().clone()
     }
 
     /// The most requests it had in flight at once.
@@ -581,6 +588,9 @@ async fn serve_http(stream: TcpStream, stats: Arc<Stats>) {
             }
         };
         stats.requests.fetch_add(1, Ordering::SeqCst);
+        if let Some(id) = head.header("x-id") {
+            stats.ids.lock().unwrap().push(id.to_string());
+        }
         if stats.announce.load(Ordering::SeqCst) {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
