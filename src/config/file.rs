@@ -100,6 +100,8 @@ pub(crate) struct PoolSection {
     pub(crate) max_conns: Option<usize>,
     /// Where requests wait beyond `max_conns`.
     pub(crate) queue: Option<super::resilience::QueueSection>,
+    /// Sticky sessions (HTTP).
+    pub(crate) sticky: Option<super::resilience::StickySection>,
 }
 
 /// `pools.NAME.health_check`.

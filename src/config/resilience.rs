@@ -3,7 +3,9 @@
 
 use super::problems::{join, Problems};
 use super::values::duration;
-use crate::upstream::policy::{BudgetSpec, Condition, OutlierSpec, QueueSpec, Resilience, RetryOn};
+use crate::upstream::policy::{
+    BudgetSpec, Condition, OutlierSpec, QueueSpec, Resilience, RetryOn, StickySpec,
+};
 use crate::vocab::Text;
 use serde::Deserialize;
 
@@ -24,6 +26,18 @@ pub(crate) struct ResilienceKeys<'a> {
     pub(crate) max_conns: Option<usize>,
     /// `queue: {size: 1000, timeout: 2s}`.
     pub(crate) queue: Option<&'a QueueSection>,
+    /// `sticky: {cookie: srv, max_age: 1h}`.
+    pub(crate) sticky: Option<&'a StickySection>,
+}
+
+/// `pools.NAME.sticky`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StickySection {
+    /// The cookie's name.
+    pub(crate) cookie: String,
+    /// Its lifetime; absent: until the browser closes.
+    pub(crate) max_age: Option<String>,
 }
 
 /// `pools.NAME.queue`.
@@ -78,6 +92,27 @@ pub(super) fn resilience(keys: ResilienceKeys<'_>, pool: &str, p: &mut Problems)
             .retry_budget
             .map(|b| budget(b, &join(pool, "retry_budget"), p)),
         max_conns: max_conns(keys.max_conns, keys.queue, pool, p),
+        sticky: keys.sticky.map(|s| sticky(s, &join(pool, "sticky"), p)),
+    }
+}
+
+fn sticky(s: &StickySection, path: &str, p: &mut Problems) -> StickySpec {
+    let token = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
+    if s.cookie.is_empty() || !s.cookie.chars().all(token) {
+        p.add(
+            join(path, "cookie"),
+            format!(
+                "`{}` is not a cookie name: use letters, digits and `-_.!#$%&'*+^`|~`",
+                s.cookie
+            ),
+        );
+    }
+    StickySpec {
+        cookie: s.cookie.clone(),
+        max_age: s
+            .max_age
+            .as_deref()
+            .map(|t| duration(Some(t), &join(path, "max_age"), "1h", p)),
     }
 }
 

@@ -50,6 +50,7 @@ pub(super) fn pool(name: &str, value: &Value, p: &mut Problems) -> Option<PoolSp
                 retry_budget: s.retry_budget.as_ref(),
                 max_conns: s.max_conns,
                 queue: s.queue.as_ref(),
+                sticky: s.sticky.as_ref(),
             },
             &path,
             p,

@@ -77,6 +77,8 @@ pub(crate) struct RequestCtx {
     _active: Option<GaugeGuard>,
     /// `Retry-After` seconds for a 503 because the pool was too busy.
     retry_after: Option<u64>,
+    /// The sticky id the request carried (once looked up).
+    sticky: Option<Option<Vec<u8>>>,
 }
 
 impl HttpProxy {
@@ -155,6 +157,7 @@ impl ProxyHttp for HttpProxy {
             upstream_head: None,
             _active: None,
             retry_after: None,
+            sticky: None,
         }
     }
 
@@ -211,13 +214,17 @@ impl ProxyHttp for HttpProxy {
             );
         };
         let attempt = ctx.attempt.get_or_insert_with(|| pool.attempt());
+        if ctx.sticky.is_none() {
+            ctx.sticky = Some(super::http_sticky::requested(pool, session.req_header()));
+        }
+        let sticky = ctx.sticky.as_ref().and_then(|s| s.as_deref());
         let chosen = match &pool.spec.balance {
             Balance::ConsistentHash(key) => {
                 let client = ctx.client.map(|a| a.ip());
                 let key = request_key(key, session.req_header(), client);
-                attempt.next_queued(&key).await
+                attempt.next_sticky(sticky, &key).await
             }
-            _ => attempt.next_queued(b"").await,
+            _ => attempt.next_sticky(sticky, b"").await,
         };
         let addr = match chosen {
             Ok(addr) => addr,
@@ -317,6 +324,10 @@ impl ProxyHttp for HttpProxy {
         if session.is_process_shutting_down() {
             // Draining (upgrade or SIGTERM): tell the client to reconnect elsewhere.
             session.set_keepalive(None);
+        }
+        if let Some(attempt) = &ctx.attempt {
+            let sent = ctx.sticky.as_ref().and_then(|s| s.as_deref());
+            super::http_sticky::set_cookie(attempt, sent, resp, self.tls)?;
         }
         self.each_filter(ctx, Hooks::RESPONSE, |f, fctx| f.response(resp, fctx))
     }

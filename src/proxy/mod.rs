@@ -13,6 +13,7 @@ mod head;
 pub(crate) mod http;
 mod http_log;
 mod http_retry;
+mod http_sticky;
 mod relay;
 mod splice;
 pub(crate) mod tcp;

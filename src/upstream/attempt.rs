@@ -91,6 +91,26 @@ impl Attempt {
         }
     }
 
+    /// [`Self::next_queued`], but first the backend a sticky cookie's `id` names,
+    /// while it is eligible and has room (first try only).
+    pub(crate) async fn next_sticky(
+        &mut self,
+        id: Option<&[u8]>,
+        key: &[u8],
+    ) -> Result<SocketAddr, GiveUp> {
+        if let (Some(id), true) = (id, self.tried.is_empty()) {
+            if let Some(chosen) = self.pool.sticky_choice(id, &self.tried) {
+                self.tried.push(chosen.addr);
+                self.current = Some(chosen.lease);
+                if self.pool.measures_latency() {
+                    self.started = Some(Instant::now());
+                }
+                return Ok(chosen.addr);
+            }
+        }
+        self.next_queued(key).await
+    }
+
     /// Like [`Self::next`], but when every backend that may be chosen is at
     /// `max_conns`, waits in the pool's queue (FIFO, up to `queue.timeout`).
     pub(crate) async fn next_queued(&mut self, key: &[u8]) -> Result<SocketAddr, GiveUp> {

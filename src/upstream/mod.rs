@@ -31,6 +31,7 @@ mod selection;
 mod slow_start;
 mod spec;
 pub(crate) mod state;
+mod sticky;
 
 use crate::vocab::Balance;
 pub(crate) use attempt::{Attempt, GiveUp};
@@ -97,6 +98,8 @@ pub(crate) struct Pool {
     panicking: AtomicBool,
     /// Where requests wait when every backend is at `max_conns`.
     queue: Option<Arc<queue::WaitQueue>>,
+    /// Sticky-session ids of the backends.
+    sticky: Option<sticky::StickyIds>,
 }
 
 /// Which backends a selection may choose.
@@ -174,7 +177,12 @@ impl Pool {
             .resilience
             .max_conns
             .map(|(_, q)| Arc::new(queue::WaitQueue::new(q.size, q.timeout)));
+        let sticky = spec.resilience.sticky.as_ref().map(|s| {
+            let addrs: Vec<SocketAddr> = spec.backends.iter().map(|b| b.addr).collect();
+            sticky::StickyIds::new(&spec.name, s, &addrs)
+        });
         let pool = Pool {
+            sticky,
             picker,
             budget: spec.resilience.retry_budget.map(budget::RetryBudget::new),
             spec,
@@ -373,6 +381,28 @@ impl Pool {
     pub(crate) fn retry_after(&self) -> Option<u64> {
         let q = self.queue.as_ref()?;
         Some(q.timeout.as_secs_f64().ceil().max(1.0) as u64)
+    }
+
+    /// The sticky cookie's settings, when the pool has them.
+    pub(crate) fn sticky(&self) -> Option<&policy::StickySpec> {
+        self.spec.resilience.sticky.as_ref()
+    }
+
+    /// The sticky id of backend `addr`.
+    pub(crate) fn sticky_id(&self, addr: SocketAddr) -> Option<&str> {
+        let ids = self.sticky.as_ref()?;
+        let i = self.table.iter().position(|b| b.addr == addr)?;
+        Some(ids.id(i))
+    }
+
+    /// The backend a sticky cookie names, while it may be chosen and has room.
+    fn sticky_choice(&self, id: &[u8], tried: &[SocketAddr]) -> Option<Chosen> {
+        let i = self.sticky.as_ref()?.find(id)?;
+        if self.eligible(i, tried, Mode::Healthy) {
+            self.chosen(i)
+        } else {
+            None
+        }
     }
 
     /// With `max_conns`: `(waiting now, refused because full, timed out)`.

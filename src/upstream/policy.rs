@@ -20,6 +20,17 @@ pub(crate) struct Resilience {
     /// The most requests or connections in flight per backend, and the queue
     /// beyond it.
     pub(crate) max_conns: Option<(usize, QueueSpec)>,
+    /// Sticky sessions (HTTP).
+    pub(crate) sticky: Option<StickySpec>,
+}
+
+/// `sticky:` — keep each client's session on one backend with a cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StickySpec {
+    /// The cookie's name.
+    pub(crate) cookie: String,
+    /// The cookie's lifetime (`Max-Age`); `None`: until the browser closes.
+    pub(crate) max_age: Option<Duration>,
 }
 
 /// `queue:` — where requests wait when every backend is at `max_conns`.
