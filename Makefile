@@ -26,7 +26,7 @@ deps:
 
 # The status-page test drives Debian's Chromium through chromedriver.
 test-deps: deps
-	$(call apt_install,chromium:chromium chromium-driver:chromedriver)
+	$(call apt_install,chromium:chromium chromium-driver:chromedriver dnsmasq-base:dnsmasq)
 
 # Profile-guided: an instrumented build, a ~6 s training run on loopback, the final
 # build (see examples/pgo_build.sh). PGO=0 make build skips the profile.

@@ -72,7 +72,8 @@ fn default_weight() -> i64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PoolSection {
-    /// The backends; at least one.
+    /// The backends; at least one, unless `discovery` finds them.
+    #[serde(default)]
     pub(crate) backends: Vec<BackendEntry>,
     /// Balancing algorithm name.
     pub(crate) balance: Option<String>,
@@ -102,6 +103,8 @@ pub(crate) struct PoolSection {
     pub(crate) queue: Option<super::resilience::QueueSection>,
     /// Sticky sessions (HTTP).
     pub(crate) sticky: Option<super::resilience::StickySection>,
+    /// DNS discovery of the backends, instead of `backends`.
+    pub(crate) discovery: Option<super::discovery::DiscoverySection>,
 }
 
 /// `pools.NAME.health_check`.

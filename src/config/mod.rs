@@ -5,6 +5,7 @@
 //! Tioga: addresses are `SocketAddr`s, durations `Duration`s, regexes compiled, pool
 //! references checked. Nothing past this module re-parses user text.
 
+mod discovery;
 pub mod error;
 pub(crate) mod file;
 mod problems;

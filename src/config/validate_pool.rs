@@ -15,7 +15,28 @@ const MAX_RISE_FALL: usize = 1000;
 pub(super) fn pool(name: &str, value: &Value, p: &mut Problems) -> Option<PoolSpec> {
     let path = format!("pools.{name}");
     let s: PoolSection = p.parse(&path, value)?;
-    let backends = backends(&s, &path, p);
+    let discovery = s
+        .discovery
+        .as_ref()
+        .and_then(|d| super::discovery::discovery(d, &path, p));
+    let backends = match &s.discovery {
+        None => backends(&s, &path, p),
+        Some(_) => {
+            if !s.backends.is_empty() {
+                p.add(
+                    join(&path, "backends"),
+                    "give either `backends` or `discovery`, not both",
+                );
+            }
+            if s.health_check.is_some() {
+                p.add(
+                    join(&path, "health_check"),
+                    "not supported with `discovery` yet (passive health, `outlier`, is)",
+                );
+            }
+            Vec::new()
+        }
+    };
     let balance = balance(&s, &path, p);
     let health_check = s
         .health_check
@@ -41,6 +62,7 @@ pub(super) fn pool(name: &str, value: &Value, p: &mut Problems) -> Option<PoolSp
         connect_timeout,
         read_timeout,
         retries: retries(s.retries, &path, p),
+        discovery,
         resilience: super::resilience::resilience(
             super::resilience::ResilienceKeys {
                 outlier: s.outlier.as_ref(),

@@ -19,6 +19,7 @@ pub(crate) struct ResilienceMetrics {
     out: IntGaugeVec,
     queue_depth: IntGaugeVec,
     queue_refused: IntCounterVec,
+    discovery_failures: IntCounterVec,
 }
 
 impl ResilienceMetrics {
@@ -54,6 +55,11 @@ impl ResilienceMetrics {
             .register(Box::new(queue_depth.clone()))
             .expect("unique metric");
         Self {
+            discovery_failures: counter(
+                "tioga_discovery_lookup_failures_total",
+                "DNS discovery lookups that failed or found nothing (the last set was kept)",
+                &["pool", "reason"],
+            ),
             queue_depth,
             queue_refused: counter(
                 "tioga_pool_queue_refused_total",
@@ -100,6 +106,15 @@ impl ResilienceMetrics {
                 table.budget_refused(),
             );
             catch_up(self.panics.with_label_values(&[name]), table.panics());
+            if pool.spec.discovery.is_some() {
+                let c = &pool.discovery_counters;
+                for (reason, n) in [("error", &c.failures), ("empty", &c.empty)] {
+                    catch_up(
+                        self.discovery_failures.with_label_values(&[name, reason]),
+                        n.load(Ordering::Relaxed),
+                    );
+                }
+            }
             if let Some((depth, full, timed_out)) = pool.queue_stats() {
                 self.queue_depth
                     .with_label_values(&[name])

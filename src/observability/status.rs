@@ -140,6 +140,22 @@ fn balance(spec: &PoolSpec) -> &'static str {
     }
 }
 
+/// DNS discovery's target and counters, or null.
+fn discovery(p: &Pool) -> Value {
+    use crate::upstream::discovery::Target;
+    let Some(d) = &p.spec.discovery else {
+        return Value::Null;
+    };
+    let c = &p.discovery_counters;
+    let target = match &d.target {
+        Target::Dns { host, port } => json!({"dns": format!("{host}:{port}")}),
+        Target::Srv { name } => json!({"srv": name}),
+    };
+    json!({"target": target, "refresh_ms": d.refresh.as_millis() as u64,
+           "lookups": c.lookups.load(Ordering::Relaxed), "failures": c.failures.load(Ordering::Relaxed),
+           "empty": c.empty.load(Ordering::Relaxed), "changes": c.changes.load(Ordering::Relaxed)})
+}
+
 fn pool(p: &Pool) -> Value {
     let health_check = p.spec.health_check.as_ref().map(|hc| match &hc.probe {
         Probe::Tcp => json!({"type": "tcp", "interval_ms": hc.interval.as_millis() as u64}),
@@ -178,6 +194,6 @@ fn pool(p: &Pool) -> Value {
     json!({
         "name": p.name(), "balance": balance(&p.spec), "health_check": health_check, "backends": backends,
         "retries": retries, "retry_budget_exhausted": table.budget_refused(), "panic_selections": table.panics(),
-        "queue": queue,
+        "queue": queue, "discovery": discovery(p),
     })
 }

@@ -162,7 +162,7 @@ impl Attempt {
                 Condition::ConnectFailure => lease.state().count_connect_failure(),
                 _ => lease.state().count_error(),
             }
-            self.pool.outlier_failure(lease.index());
+            self.pool.outlier_failure(lease.table(), lease.index());
         }
         let pool = &self.pool;
         let allowed = pool.spec.resilience.retry_on.contains(condition)
@@ -201,7 +201,7 @@ impl Attempt {
     /// The current backend served (a TCP connect, a non-5xx answer).
     pub(crate) fn succeeded(&self) {
         if let Some(lease) = &self.current {
-            self.pool.outlier_success(lease.index());
+            self.pool.outlier_success(lease.table(), lease.index());
             self.observe(lease);
         }
     }
@@ -219,7 +219,7 @@ impl Attempt {
     pub(crate) fn failed(&self) {
         if let Some(lease) = &self.current {
             lease.state().count_error();
-            self.pool.outlier_failure(lease.index());
+            self.pool.outlier_failure(lease.table(), lease.index());
             self.observe(lease);
         }
     }

@@ -1,6 +1,7 @@
 //! A pool's settings, as the config validator builds them: addresses parsed, durations
 //! read, the balance mode and health check checked.
 
+use super::discovery::DiscoverySpec;
 use super::policy::Resilience;
 use crate::vocab::{Balance, Probe};
 use std::net::SocketAddr;
@@ -25,6 +26,8 @@ pub(crate) struct PoolSpec {
     pub(crate) retries: usize,
     /// Passive health, fail-open, slow start and retry rules.
     pub(crate) resilience: Resilience,
+    /// DNS discovery of the backends (then `backends` is empty).
+    pub(crate) discovery: Option<DiscoverySpec>,
 }
 
 /// One backend.

@@ -1,9 +1,9 @@
 //! The one live state of each backend of a pool: whether it may be chosen (its health,
 //! as the active checks report it), the last check's result, and its counters (active
 //! requests or connections, which `least_conn` reads; totals and failures). Selection,
-//! the status page and the metrics all read it here. Backends are fixed for the life of
-//! a process (a config change is an upgrade), so the table is a plain slice indexed by
-//! position.
+//! the status page and the metrics all read it here. A table is a plain slice indexed by
+//! position; when DNS discovery changes a pool's set, a successor table is made that
+//! shares the states of the backends that stay (in-flight leases keep the old table).
 //!
 //! A backend is out of rotation for one or more [`Reason`]s: the probes failed it
 //! (`probe`), passive health ejected it (`outlier`, see `outlier.rs`), or an operator
@@ -236,14 +236,45 @@ impl BackendState {
 /// Counters for every backend of a pool.
 #[derive(Debug)]
 pub(crate) struct BackendTable {
-    backends: Box<[BackendState]>,
+    /// Shared with the tables that follow this one when discovery changes the set,
+    /// so a backend that stays keeps its state.
+    backends: Box<[Arc<BackendState>]>,
+    /// The pool's own counters, shared the same way.
+    counters: Arc<PoolCounters>,
+    epoch: Instant,
+}
+
+/// A pool's counters that are not any one backend's.
+#[derive(Debug, Default)]
+struct PoolCounters {
     /// Retries by [`Condition`], in [`Condition::ALL`] order.
     retries: [AtomicU64; 5],
     /// Retries the budget refused.
     budget_refused: AtomicU64,
     /// Selections made in fail-open (panic) mode.
     panics: AtomicU64,
-    epoch: Instant,
+}
+
+/// A fresh backend state.
+fn fresh(addr: SocketAddr, weight: usize, epoch: Instant) -> Arc<BackendState> {
+    Arc::new(BackendState {
+        addr,
+        weight,
+        active: AtomicUsize::new(0),
+        total: AtomicU64::new(0),
+        connect_failures: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        healthy: AtomicBool::new(true),
+        last_check: AtomicU8::new(0),
+        last_check_micros: AtomicU64::new(0),
+        transitions: AtomicU64::new(0),
+        last_error: Mutex::new(String::new()),
+        admin: AtomicU8::new(0),
+        outlier: OutlierState::default(),
+        ewma: Ewma::default(),
+        probe_back: AtomicU64::new(0),
+        epoch,
+    })
 }
 
 /// Nanoseconds from `epoch` to `now` (0 when `now` is earlier).
@@ -255,33 +286,33 @@ impl BackendTable {
     /// A table for `(addr, weight)` pairs.
     pub(crate) fn new(backends: impl IntoIterator<Item = (SocketAddr, usize)>) -> Self {
         let epoch = Instant::now();
-        let backends = backends
-            .into_iter()
-            .map(|(addr, weight)| BackendState {
-                addr,
-                weight,
-                active: AtomicUsize::new(0),
-                total: AtomicU64::new(0),
-                connect_failures: AtomicU64::new(0),
-                errors: AtomicU64::new(0),
-                healthy: AtomicBool::new(true),
-                last_check: AtomicU8::new(0),
-                last_check_micros: AtomicU64::new(0),
-                transitions: AtomicU64::new(0),
-                last_error: Mutex::new(String::new()),
-                admin: AtomicU8::new(0),
-                outlier: OutlierState::default(),
-                ewma: Ewma::default(),
-                probe_back: AtomicU64::new(0),
-                epoch,
-            })
-            .collect();
         Self {
-            backends,
-            retries: Default::default(),
-            budget_refused: AtomicU64::new(0),
-            panics: AtomicU64::new(0),
+            backends: backends
+                .into_iter()
+                .map(|(addr, weight)| fresh(addr, weight, epoch))
+                .collect(),
+            counters: Arc::default(),
             epoch,
+        }
+    }
+
+    /// The table of a new set of backends: those already here keep their state
+    /// (health, counters, in-flight counts; a changed weight starts a backend afresh),
+    /// new ones start fresh, and the pool's counters carry on.
+    pub(crate) fn successor(&self, backends: &[(SocketAddr, usize)]) -> Self {
+        let kept = |addr: SocketAddr, weight: usize| {
+            self.backends
+                .iter()
+                .find(|b| b.addr == addr && b.weight == weight)
+                .cloned()
+        };
+        Self {
+            backends: backends
+                .iter()
+                .map(|&(a, w)| kept(a, w).unwrap_or_else(|| fresh(a, w, self.epoch)))
+                .collect(),
+            counters: self.counters.clone(),
+            epoch: self.epoch,
         }
     }
 
@@ -292,42 +323,46 @@ impl BackendTable {
 
     /// Counts an attempt on another backend after a failure of kind `why`.
     pub(crate) fn count_retry(&self, why: Condition) {
-        self.retries[why as usize].fetch_add(1, Ordering::Relaxed);
+        self.counters.retries[why as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Retries so far, of every kind.
     pub(crate) fn retries(&self) -> u64 {
-        self.retries.iter().map(|r| r.load(Ordering::Relaxed)).sum()
+        self.counters
+            .retries
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Retries so far of kind `why`.
     pub(crate) fn retries_of(&self, why: Condition) -> u64 {
-        self.retries[why as usize].load(Ordering::Relaxed)
+        self.counters.retries[why as usize].load(Ordering::Relaxed)
     }
 
     /// Counts a retry the budget refused.
     pub(crate) fn count_budget_refusal(&self) {
-        self.budget_refused.fetch_add(1, Ordering::Relaxed);
+        self.counters.budget_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Retries the budget refused so far.
     pub(crate) fn budget_refused(&self) -> u64 {
-        self.budget_refused.load(Ordering::Relaxed)
+        self.counters.budget_refused.load(Ordering::Relaxed)
     }
 
     /// Counts a selection made over every backend (fail-open).
     pub(crate) fn count_panic(&self) {
-        self.panics.fetch_add(1, Ordering::Relaxed);
+        self.counters.panics.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Selections made in fail-open mode so far.
     pub(crate) fn panics(&self) -> u64 {
-        self.panics.load(Ordering::Relaxed)
+        self.counters.panics.load(Ordering::Relaxed)
     }
 
     /// All backends' counters, in config order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &BackendState> {
-        self.backends.iter()
+        self.backends.iter().map(|b| &**b)
     }
 
     /// Position of `addr`. Pools are small, so a scan beats hashing.
@@ -397,6 +432,11 @@ impl Lease {
             index,
             queue: Some(queue),
         })
+    }
+
+    /// The table it was taken from.
+    pub(crate) fn table(&self) -> &BackendTable {
+        &self.table
     }
 
     /// The backend's position in its table.

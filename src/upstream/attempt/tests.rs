@@ -25,6 +25,7 @@ fn pool(n: u16, retries: usize) -> Arc<Pool> {
         read_timeout: Duration::from_secs(1),
         retries,
         resilience: Default::default(),
+        discovery: None,
     };
     Pool::build(spec).0
 }
@@ -117,7 +118,8 @@ fn a_failure_after_connecting_counts_on_the_backend() {
     let mut attempt = pool.attempt();
     attempt.next(b"").unwrap();
     attempt.failed();
-    let b = pool.table().get(0);
+    let table = pool.table();
+    let b = table.get(0);
     assert_eq!(b.errors.load(Ordering::Relaxed), 1);
     assert_eq!(b.total.load(Ordering::Relaxed), 1);
 }
@@ -168,7 +170,8 @@ async fn consecutive_5xx_eject_a_backend_until_its_time_is_up() {
     answer(&pool, bad, 500, 2);
     assert!(pool.table().get(0).eligible(), "2 failures of 3: still in");
     answer(&pool, bad, 500, 1);
-    let b = pool.table().get(0);
+    let table = pool.table();
+    let b = table.get(0);
     assert!(!b.eligible());
     assert_eq!(b.reasons(), vec![Reason::Outlier]);
     assert!(!chosen(&pool, 20).contains(&bad));
@@ -237,7 +240,8 @@ async fn below_panic_threshold_selection_fails_open() {
 #[test]
 fn drain_and_maint_take_a_backend_out_with_their_reason() {
     let pool = pool(2, 1);
-    let b = pool.table().get(0);
+    let table = pool.table();
+    let b = table.get(0);
     b.set_admin_state(AdminState::Drain);
     assert_eq!(b.reasons(), vec![Reason::Drain]);
     assert!(!chosen(&pool, 10).contains(&b.addr));
@@ -346,4 +350,28 @@ async fn a_recovered_backend_ramps_up_over_slow_start() {
     tokio::time::advance(Duration::from_secs(5)).await;
     let s = share(&pool);
     assert!((s - 0.5).abs() < 0.01, "{s}");
+}
+
+#[test]
+fn a_new_set_of_backends_keeps_the_state_of_those_that_stay() {
+    let pool = pool(3, 1);
+    let (a, b) = (pool.table().get(0).addr, pool.table().get(1).addr);
+    let mut held = pool.attempt();
+    assert_eq!(held.next(b""), Ok(a));
+    held.failed();
+    let c: SocketAddr = ([127, 0, 0, 1], 99).into();
+    pool.set_backends(&[
+        BackendSpec { addr: a, weight: 1 },
+        BackendSpec { addr: c, weight: 1 },
+    ]);
+    let table = pool.table();
+    assert_eq!(table.len(), 2);
+    let kept = table.get(0);
+    assert_eq!(kept.addr, a);
+    assert_eq!(kept.errors.load(Ordering::Relaxed), 1, "counters kept");
+    assert_eq!(kept.active.load(Ordering::Relaxed), 1, "in flight kept");
+    drop(held);
+    assert_eq!(kept.active.load(Ordering::Relaxed), 0);
+    let picks = chosen(&pool, 10);
+    assert!(!picks.contains(&b) && picks.contains(&c));
 }
