@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# What the resilient-upstream features cost on the request path: Tioga with every
-# feature of the contract's "Resilient upstreams" that Tioga implements configured on
-# its pool (outlier, panic_threshold, slow_start, retry_on, retry_budget) against the
-# same pool without them, plus an A/A control (a second plain process). CPU µs per
+# What the resilient-upstream features cost on the request path: Tioga with the
+# contract's "Resilient upstreams" keys configured on its pool (balance: p2c_ewma,
+# outlier, panic_threshold, slow_start, retry_on, retry_budget, max_conns + queue set
+# high enough never to queue, sticky: the load sends no cookie, so every answer sets
+# one) against the same pool without them, plus an A/A control (a second plain
+# process). `discovery` is left out: it needs a DNS server and costs nothing per
+# request (a background lookup). CPU µs per
 # request at a fixed 5000 req/s (`h2load --h1 -c50 --rps=100`, utime+stime of the
 # proxy from /proc/PID/stat), Tioga with one worker pinned to CPU 0, load and two nginx
 # `return 200` backends on CPU 1; variants interleaved over REPS repetitions, ratios
@@ -45,11 +48,15 @@ NGINX
 taskset -c 1 nginx -c "$TMP/backend.conf" -p "$TMP" 2>/dev/null & PIDS+=($!)
 wait_port "$A"; wait_port "$B"
 
-RESILIENT="outlier: {consecutive_failures: 5, base_ejection: 30s, max_ejected: 50%}
+RESILIENT="balance: p2c_ewma
+    outlier: {consecutive_failures: 5, base_ejection: 30s, max_ejected: 50%}
     panic_threshold: 50%
     slow_start: 30s
     retry_on: [connect_failure, reset, 502, 503, 504]
-    retry_budget: {ratio: 20%, min_per_second: 10}"
+    retry_budget: {ratio: 20%, min_per_second: 10}
+    max_conns: 10000
+    queue: {size: 1000, timeout: 2s}
+    sticky: {cookie: srv, max_age: 1h}"
 
 declare -A PORT PID
 start() { # name pool-extra
@@ -103,7 +110,8 @@ fmt = lambda xs: ", ".join(f"{x:.3f}" for x in xs)
 with open(out, "a") as f:
     f.write("\n## Resilient upstreams: CPU per request (`bench/resilience.sh`)\n\n")
     f.write(f"{reps} interleaved repetitions, fixed 5000 req/s, proxy CPU µs/request; the resilient pool "
-            "has outlier, panic_threshold, slow_start, retry_on (all five) and retry_budget configured.\n\n")
+            "has p2c_ewma, outlier, panic_threshold, slow_start, retry_on (all five), retry_budget, "
+            "max_conns + queue and sticky configured.\n\n")
     f.write("| variant | CPU µs/req (median) |\n|---|---|\n")
     for v in ["plain", "resilient", "plain2"]:
         f.write(f"| {v} | {med([d[f'{v},{r}'] for r in R]):.1f} |\n")

@@ -232,6 +232,7 @@ struct BackendProcess {
     child: Child,
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl BackendProcess {
@@ -260,19 +261,28 @@ impl BackendProcess {
         };
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 if let Some(id) = line.strip_prefix("got ") {
                     sink.lock().unwrap().push(id.to_string());
                 }
             }
         });
-        BackendProcess { child, addr, seen }
+        BackendProcess {
+            child,
+            addr,
+            seen,
+            reader: Some(reader),
+        }
     }
 
     fn kill9(&mut self) {
         let _ = self.child.kill(); // SIGKILL
         let _ = self.child.wait();
+        // Everything it printed before dying, read to the end of the pipe.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
     }
 }
 
@@ -293,7 +303,12 @@ fn chaos_a_backend_killed_under_load_fails_no_get() {
     let extra = "    retries: 2
     retry_on: [connect_failure, reset, 502, 503, 504]
     outlier: {consecutive_failures: 5, base_ejection: 60s, max_ejected: 50%}";
-    let _tioga = Tioga::start(&config(listen, admin, &addrs, extra), &[listen, admin]);
+    // The access log says which backend each request last went to.
+    let yaml = format!(
+        "access_log: {{target: \"@DIR@/access.log\", format: json}}\n{}",
+        config(listen, admin, &addrs, extra)
+    );
+    let tioga = Tioga::start(&yaml, &[listen, admin]);
 
     let stop = Arc::new(AtomicBool::new(false));
     let next_id = Arc::new(AtomicUsize::new(0));
@@ -308,9 +323,9 @@ fn chaos_a_backend_killed_under_load_fails_no_get() {
                 while !stop.load(Ordering::SeqCst) && Instant::now() < end {
                     let id = format!("r{}", next_id.fetch_add(1, Ordering::SeqCst));
                     let req = if post {
-                        Request::post("/", vec![b'x'; 2048])
+                        Request::post(&format!("/post?id={id}"), vec![b'x'; 2048])
                     } else {
-                        Request::get("/")
+                        Request::get(&format!("/get?id={id}"))
                     };
                     let req = req.header("x-id", &id).timeout(Duration::from_secs(10));
                     let c = match conn.take() {
@@ -348,19 +363,42 @@ fn chaos_a_backend_killed_under_load_fails_no_get() {
 
     let results = results.lock().unwrap();
     let seen_by_dead = procs[victim].seen.lock().unwrap().clone();
-    let mut failed_posts = 0;
+    let mut failed_posts = Vec::new();
     for (id, post, result) in results.iter() {
         let ok = matches!(result, Ok(200));
         if !post {
             assert!(ok, "GET {id} failed: {result:?}");
         } else if !ok {
-            failed_posts += 1;
-            assert!(
-                seen_by_dead.contains(id),
-                "POST {id} failed ({result:?}) but had not reached the killed backend"
-            );
+            failed_posts.push(id.clone());
         }
     }
+    // A failed POST must have been sent to the killed backend: the access log names
+    // the backend it last went to. (Whether the dying process read it first, its
+    // own log tells, when it had time to write it.)
+    let log_path = tioga.dir().join("access.log");
+    let entry_of = |id: &str| -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let want = format!("/post?id={id}");
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["path"] == want.as_str())
+    };
+    for id in &failed_posts {
+        wait_until(Duration::from_secs(10), "the access log entry", || {
+            entry_of(id).is_some()
+        });
+        let entry = entry_of(id).unwrap();
+        assert_eq!(
+            entry["backend"],
+            dead.to_string(),
+            "POST {id} failed but had not gone to the killed backend: {entry}"
+        );
+    }
+    let read_by_dead = failed_posts
+        .iter()
+        .filter(|id| seen_by_dead.contains(id))
+        .count();
+    let failed_posts = failed_posts.len();
     let b = backend(admin, dead);
     assert_eq!(out_reasons(&b), vec!["outlier".to_string()], "{b}");
     let failures = b["connect_failures"].as_u64().unwrap() + b["errors"].as_u64().unwrap();
@@ -372,7 +410,8 @@ fn chaos_a_backend_killed_under_load_fails_no_get() {
     );
     assert!(doc_has_no_health_check(admin));
     eprintln!(
-        "chaos: {} requests, {failed_posts} POSTs failed (all had reached the killed backend), \
+        "chaos: {} requests, {failed_posts} POSTs failed (all sent to the killed backend, \
+         {read_by_dead} of them logged as read by it), \
          {failures} failures on it before ejection",
         results.len()
     );
