@@ -3,7 +3,7 @@
 
 use super::problems::{join, Problems};
 use super::values::duration;
-use crate::upstream::discovery::{DiscoverySpec, Target};
+use crate::upstream::policy::{DiscoverySpec, Target};
 use serde::Deserialize;
 use std::net::SocketAddr;
 

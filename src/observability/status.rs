@@ -142,7 +142,7 @@ fn balance(spec: &PoolSpec) -> &'static str {
 
 /// DNS discovery's target and counters, or null.
 fn discovery(p: &Pool) -> Value {
-    use crate::upstream::discovery::Target;
+    use crate::upstream::policy::Target;
     let Some(d) = &p.spec.discovery else {
         return Value::Null;
     };

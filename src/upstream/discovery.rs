@@ -12,6 +12,7 @@
 //! given, else to the system's (`/etc/resolv.conf`); answers are not cached beyond
 //! one lookup, so a change is seen at the next refresh whatever its TTL.
 
+use super::policy::{DiscoverySpec, Target};
 use super::spec::BackendSpec;
 use super::Pool;
 use async_trait::async_trait;
@@ -25,34 +26,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What to look up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Target {
-    /// A/AAAA records of `host`, all on `port`.
-    Dns {
-        /// The name.
-        host: String,
-        /// The backends' port.
-        port: u16,
-    },
-    /// SRV records of `name`.
-    Srv {
-        /// The name, e.g. `_http._tcp.api.internal`.
-        name: String,
-    },
-}
-
-/// `discovery:` settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DiscoverySpec {
-    /// What to look up.
-    pub(crate) target: Target,
-    /// Time between lookups.
-    pub(crate) refresh: Duration,
-    /// The DNS server to ask; `None`: the system's.
-    pub(crate) resolver: Option<SocketAddr>,
-}
 
 /// Lookups that failed or found nothing, for `/status` and the metrics.
 #[derive(Debug, Default)]

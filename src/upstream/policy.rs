@@ -2,6 +2,7 @@
 //! validator builds them: passive health, fail-open, slow start and retry rules.
 //! Every part is optional; a pool without any behaves as before.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Everything a pool does to heal itself.
@@ -164,4 +165,32 @@ pub(crate) struct BudgetSpec {
     pub(crate) ratio: f64,
     /// Retries per second allowed whatever the ratio.
     pub(crate) min_per_second: u32,
+}
+
+/// What to look up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A/AAAA records of `host`, all on `port`.
+    Dns {
+        /// The name.
+        host: String,
+        /// The backends' port.
+        port: u16,
+    },
+    /// SRV records of `name`.
+    Srv {
+        /// The name, e.g. `_http._tcp.api.internal`.
+        name: String,
+    },
+}
+
+/// `discovery:` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DiscoverySpec {
+    /// What to look up.
+    pub(crate) target: Target,
+    /// Time between lookups.
+    pub(crate) refresh: Duration,
+    /// The DNS server to ask; `None`: the system's.
+    pub(crate) resolver: Option<SocketAddr>,
 }

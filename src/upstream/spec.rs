@@ -1,8 +1,7 @@
 //! A pool's settings, as the config validator builds them: addresses parsed, durations
 //! read, the balance mode and health check checked.
 
-use super::discovery::DiscoverySpec;
-use super::policy::Resilience;
+use super::policy::{DiscoverySpec, Resilience};
 use crate::vocab::{Balance, Probe};
 use std::net::SocketAddr;
 use std::time::Duration;
