@@ -519,3 +519,5 @@ log "wrote $OUT"
 REPS=$REPS DURATION="${SECS}s" OUT=$OUT BUILD=0 bash "$BENCH/h2.sh"
 # UDP rows (Tioga's udp listener against nginx's stream module): their own script and section.
 REPS=$REPS DURATION=$DURATION OUT=$OUT TIOGA=$TIOGA BUILD=${BUILD:-1} bash "$BENCH/udp.sh"
+# Resilient-upstream features on vs off (CPU per request); appends its own section.
+BUILD=0 REPS="$REPS" DURATION="${SECS}s" OUT="$OUT" bash "$ROOT/bench/resilience.sh"

@@ -17,6 +17,8 @@ pub(crate) enum Balance {
     LeastConn,
     /// Consistent (ketama) hashing on a key.
     ConsistentHash(HashKey),
+    /// Two random choices, the lower peak-EWMA latency × load.
+    P2cEwma,
 }
 
 /// The PROXY protocol version a pool sends its backends (`proxy_protocol: v1 | v2`).

@@ -72,7 +72,8 @@ fn default_weight() -> i64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PoolSection {
-    /// The backends; at least one.
+    /// The backends; at least one, unless `discovery` finds them.
+    #[serde(default)]
     pub(crate) backends: Vec<BackendEntry>,
     /// Balancing algorithm name.
     pub(crate) balance: Option<String>,
@@ -92,6 +93,24 @@ pub(crate) struct PoolSection {
     pub(crate) tls: Option<PoolTlsSection>,
     /// `v1` or `v2`: a PROXY header on each new backend connection.
     pub(crate) proxy_protocol: Option<String>,
+    /// Passive health (second round; see `resilience.rs` for these keys).
+    pub(crate) outlier: Option<super::resilience::OutlierSection>,
+    /// Fail open below this percentage of healthy backends.
+    pub(crate) panic_threshold: Option<crate::vocab::Text>,
+    /// Ramp-up time of a new or recovered backend.
+    pub(crate) slow_start: Option<String>,
+    /// Failures retried on another backend.
+    pub(crate) retry_on: Option<Vec<crate::vocab::Text>>,
+    /// Retries allowed relative to requests.
+    pub(crate) retry_budget: Option<super::resilience::BudgetSection>,
+    /// Requests or connections in flight per backend.
+    pub(crate) max_conns: Option<usize>,
+    /// Where requests wait beyond `max_conns`.
+    pub(crate) queue: Option<super::resilience::QueueSection>,
+    /// Sticky sessions (HTTP).
+    pub(crate) sticky: Option<super::resilience::StickySection>,
+    /// DNS discovery of the backends, instead of `backends`.
+    pub(crate) discovery: Option<super::discovery::DiscoverySection>,
 }
 
 /// `pools.NAME.health_check`.

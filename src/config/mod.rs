@@ -6,9 +6,11 @@
 //! references checked. Nothing past this module re-parses user text.
 
 pub(crate) mod diff;
+mod discovery;
 pub mod error;
 pub(crate) mod file;
 mod problems;
+mod resilience;
 mod shape;
 mod source;
 pub(crate) mod tests_key;

@@ -23,7 +23,28 @@ pub(super) fn pool(
 ) -> Option<PoolSpec> {
     let path = format!("pools.{name}");
     let s: PoolSection = p.parse(&path, value)?;
-    let backends = backends(&s, &path, p);
+    let discovery = s
+        .discovery
+        .as_ref()
+        .and_then(|d| super::discovery::discovery(d, &path, p));
+    let backends = match &s.discovery {
+        None => backends(&s, &path, p),
+        Some(_) => {
+            if !s.backends.is_empty() {
+                p.add(
+                    join(&path, "backends"),
+                    "give either `backends` or `discovery`, not both",
+                );
+            }
+            if s.health_check.is_some() {
+                p.add(
+                    join(&path, "health_check"),
+                    "not supported with `discovery` yet (passive health, `outlier`, is)",
+                );
+            }
+            Vec::new()
+        }
+    };
     let balance = balance(&s, &path, p);
     let health_check = s
         .health_check
@@ -51,6 +72,21 @@ pub(super) fn pool(
         retries: retries(s.retries, &path, p),
         link: super::validate_tls::pool(base, &path, &s, p),
         proxy_protocol: proxy_version(s.proxy_protocol.as_deref(), &path, p),
+        discovery,
+        resilience: super::resilience::resilience(
+            super::resilience::ResilienceKeys {
+                outlier: s.outlier.as_ref(),
+                panic_threshold: s.panic_threshold.as_ref(),
+                slow_start: s.slow_start.as_deref(),
+                retry_on: s.retry_on.as_deref(),
+                retry_budget: s.retry_budget.as_ref(),
+                max_conns: s.max_conns,
+                queue: s.queue.as_ref(),
+                sticky: s.sticky.as_ref(),
+            },
+            &path,
+            p,
+        ),
     })
 }
 
@@ -96,6 +132,7 @@ fn balance(s: &PoolSection, path: &str, p: &mut Problems) -> Option<Balance> {
         "round_robin" => Balance::RoundRobin,
         "random" => Balance::Random,
         "least_conn" => Balance::LeastConn,
+        "p2c_ewma" => Balance::P2cEwma,
         "consistent_hash" => match s.hash_key.as_deref() {
             None => {
                 p.add(join(path, "balance"), "consistent_hash needs `hash_key` (client_ip | uri | header:NAME | cookie:NAME | query:NAME)");
@@ -106,7 +143,7 @@ fn balance(s: &PoolSection, path: &str, p: &mut Problems) -> Option<Balance> {
         other => {
             p.add(
                 join(path, "balance"),
-                format!("unknown balance `{other}` (expected one of round_robin, random, least_conn, consistent_hash)"),
+                format!("unknown balance `{other}` (expected one of round_robin, random, least_conn, consistent_hash, p2c_ewma)"),
             );
             return None;
         }

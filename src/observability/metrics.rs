@@ -40,6 +40,7 @@ pub(crate) struct Metrics {
     config_loaded: IntGauge,
     access_log_dropped: IntCounter,
     udp: super::udp_metrics::UdpFamilies,
+    resilience: super::pool_metrics::ResilienceMetrics,
 }
 
 /// Status classes, indexed by `status / 100 - 1`; anything else counts as `5xx`.
@@ -196,7 +197,9 @@ impl Metrics {
         registry
             .register(Box::new(access_log_dropped.clone()))
             .expect("unique metric");
+        let resilience = super::pool_metrics::ResilienceMetrics::new(&registry);
         Self {
+            resilience,
             enabled,
             udp: super::udp_metrics::UdpFamilies::register(&registry),
             http_requests: counter(
@@ -404,6 +407,7 @@ impl Metrics {
                 pool.table().retries(),
             );
         }
+        self.resilience.sync(pools);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -4,6 +4,7 @@
 //! computes them from successive documents).
 
 use super::metrics::{ListenerMetrics, RouteMetrics, TcpMetrics};
+use crate::upstream::policy::Condition;
 use crate::upstream::Pool;
 use crate::upstream::PoolSpec;
 use crate::vocab::{Balance, Probe};
@@ -186,7 +187,24 @@ fn balance(spec: &PoolSpec) -> &'static str {
         Balance::Random => "random",
         Balance::LeastConn => "least_conn",
         Balance::ConsistentHash(_) => "consistent_hash",
+        Balance::P2cEwma => "p2c_ewma",
     }
+}
+
+/// DNS discovery's target and counters, or null.
+fn discovery(p: &Pool) -> Value {
+    use crate::upstream::policy::Target;
+    let Some(d) = &p.spec.discovery else {
+        return Value::Null;
+    };
+    let c = &p.discovery_counters;
+    let target = match &d.target {
+        Target::Dns { host, port } => json!({"dns": format!("{host}:{port}")}),
+        Target::Srv { name } => json!({"srv": name}),
+    };
+    json!({"target": target, "refresh_ms": d.refresh.as_millis() as u64,
+           "lookups": c.lookups.load(Ordering::Relaxed), "failures": c.failures.load(Ordering::Relaxed),
+           "empty": c.empty.load(Ordering::Relaxed), "changes": c.changes.load(Ordering::Relaxed)})
 }
 
 fn pool(p: &Pool) -> Value {
@@ -203,8 +221,11 @@ fn pool(p: &Pool) -> Value {
         .map(|b| {
             let result = b.last_check().as_str();
             let error = if result == "failed" { b.last_error.lock().map(|e| e.clone()).unwrap_or_default() } else { String::new() };
+            let out: Vec<&str> = b.reasons().iter().map(|r| r.as_str()).collect();
             json!({
                 "address": b.addr.to_string(), "weight": b.weight, "healthy": b.eligible(),
+                "state": b.admin_state().as_str(), "out": out,
+                "ejections": b.outlier.ejections.load(Ordering::Relaxed),
                 "active": b.active.load(Ordering::Relaxed), "requests": b.total.load(Ordering::Relaxed),
                 "errors": b.errors.load(Ordering::Relaxed), "connect_failures": b.connect_failures.load(Ordering::Relaxed),
                 "transitions": b.transitions.load(Ordering::Relaxed),
@@ -212,5 +233,19 @@ fn pool(p: &Pool) -> Value {
             })
         })
         .collect();
-    json!({"name": p.name(), "balance": balance(&p.spec), "health_check": health_check, "backends": backends})
+    let table = p.table();
+    let queue = p.spec.resilience.max_conns.map(|(max, q)| {
+        let (depth, full, timed_out) = p.queue_stats().unwrap_or_default();
+        json!({"max_conns": max, "size": q.size, "timeout_ms": q.timeout.as_millis() as u64,
+               "depth": depth, "refused_full": full, "timed_out": timed_out})
+    });
+    let retries: serde_json::Map<String, Value> = Condition::ALL
+        .iter()
+        .map(|c| (c.as_str().to_string(), json!(table.retries_of(*c))))
+        .collect();
+    json!({
+        "name": p.name(), "balance": balance(&p.spec), "health_check": health_check, "backends": backends,
+        "retries": retries, "retry_budget_exhausted": table.budget_refused(), "panic_selections": table.panics(),
+        "queue": queue, "discovery": discovery(p),
+    })
 }

@@ -85,6 +85,10 @@ pub(crate) struct RequestCtx {
     tls_client: Option<String>,
     /// A non-zero `grpc-status` the backend ended the call with.
     grpc_status: Option<u32>,
+    /// `Retry-After` seconds for a 503 because the pool was too busy.
+    retry_after: Option<u64>,
+    /// The sticky id the request carried (once looked up).
+    sticky: Option<Option<Vec<u8>>>,
 }
 
 impl HttpProxy {
@@ -167,6 +171,8 @@ impl ProxyHttp for HttpProxy {
             _active: None,
             tls_client: None,
             grpc_status: None,
+            retry_after: None,
+            sticky: None,
         }
     }
 
@@ -231,20 +237,28 @@ impl ProxyHttp for HttpProxy {
             );
         };
         let attempt = ctx.attempt.get_or_insert_with(|| pool.attempt());
+        if ctx.sticky.is_none() {
+            ctx.sticky = Some(super::http_sticky::requested(pool, session.req_header()));
+        }
+        let sticky = ctx.sticky.as_ref().and_then(|s| s.as_deref());
         let chosen = match &pool.spec.balance {
             Balance::ConsistentHash(key) => {
                 let client = ctx.client.map(|a| a.ip());
-                attempt.next(&request_key(key, session.req_header(), client))
+                let key = request_key(key, session.req_header(), client);
+                attempt.next_sticky(sticky, &key).await
             }
-            _ => attempt.next(b""),
+            _ => attempt.next_sticky(sticky, b"").await,
         };
         let addr = match chosen {
             Ok(addr) => addr,
             Err(give_up) => {
+                if give_up.busy() {
+                    ctx.retry_after = pool.retry_after();
+                }
                 return Error::e_explain(
                     ErrorType::HTTPStatus(give_up.status()),
                     format!("pool {} has no eligible backend", pool.name()),
-                )
+                );
             }
         };
         let mut peer = match &target.peers {
@@ -298,6 +312,36 @@ impl ProxyHttp for HttpProxy {
         })
     }
 
+    /// The backend's answer head: feeds passive health, and retries a 502/503/504
+    /// elsewhere when `retry_on` says so (see `http_retry.rs`).
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match &mut ctx.attempt {
+            Some(attempt) => super::http_retry::on_answer(session, attempt, resp.status.as_u16()),
+            None => Ok(()),
+        }
+    }
+
+    /// Proxying failed after connecting: retry elsewhere when `retry_on` allows.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let e = e.more_context(format!("Peer: {peer}"));
+        match &mut ctx.attempt {
+            Some(attempt) => super::http_retry::on_error(session, attempt, e, client_reused),
+            None => e,
+        }
+    }
+
     /// Runs the route's filters on the backend's response head.
     async fn response_filter(
         &self,
@@ -315,6 +359,10 @@ impl ProxyHttp for HttpProxy {
         if session.is_process_shutting_down() {
             // Draining (upgrade or SIGTERM): tell the client to reconnect elsewhere.
             session.set_keepalive(None);
+        }
+        if let Some(attempt) = &ctx.attempt {
+            let sent = ctx.sticky.as_ref().and_then(|s| s.as_deref());
+            super::http_sticky::set_cookie(attempt, sent, resp, self.tls)?;
         }
         self.each_filter(ctx, Hooks::RESPONSE, |f, fctx| f.response(resp, fctx))
     }
@@ -378,11 +426,6 @@ impl ProxyHttp for HttpProxy {
         target
             .map_or(&self.no_route, |t| &t.metrics)
             .record(status, elapsed.as_secs_f64());
-        if status >= 500 {
-            if let Some(attempt) = &ctx.attempt {
-                attempt.failed();
-            }
-        }
         if let Some(log) = &self.access_log {
             log.log(&super::http_log::entry(
                 session,
@@ -407,6 +450,9 @@ impl ProxyHttp for HttpProxy {
             // Pingora's error answer, through the route's response filters (headers a
             // route sets go on its 502/503/504 too).
             let mut head = error_resp::gen_error_response(code);
+            if let Some(secs) = ctx.retry_after.filter(|_| code == 503) {
+                let _ = head.insert_header(http::header::RETRY_AFTER, secs);
+            }
             if let Err(err) =
                 self.each_filter(ctx, Hooks::RESPONSE, |f, fctx| f.response(&mut head, fctx))
             {

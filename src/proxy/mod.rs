@@ -15,6 +15,8 @@ pub(crate) mod head;
 mod healthz;
 pub(crate) mod http;
 mod http_log;
+mod http_retry;
+mod http_sticky;
 mod relay;
 pub(crate) mod sni;
 mod splice;

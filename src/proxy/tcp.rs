@@ -232,7 +232,7 @@ impl TcpProxy {
             Vec::new()
         };
         loop {
-            let addr = attempt.next(&key).inspect_err(|_| {
+            let addr = attempt.next_queued(&key).await.inspect_err(|_| {
                 log::warn!(
                     "listener {}: pool {} has no eligible backend",
                     self.listener,
@@ -244,6 +244,7 @@ impl TcpProxy {
                     .await
                 {
                     Ok(Ok(mut stream)) => {
+                        attempt.succeeded();
                         let _ = stream.set_nodelay(true);
                         let header = match (pool.spec.proxy_protocol, client) {
                             (Some(version), Some(source)) => {

@@ -62,10 +62,8 @@ pub(super) fn build(
     let mut pools = BTreeMap::new();
     for spec in config.pools {
         let name = spec.name.clone();
-        let (pool, health) = Pool::build(spec);
-        if let Some(h) = health {
-            services.push(Box::new(h));
-        }
+        let (pool, background) = Pool::build(spec);
+        services.extend(background);
         pools.insert(name, pool);
     }
     let shared = Shared {

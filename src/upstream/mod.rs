@@ -13,29 +13,46 @@
 //! `health.rs`. Selection does not read the `LoadBalancer`'s own flags: the state here
 //! is where later reasons to take a backend out (outliers, drain, maintenance) live
 //! beside the probes' verdict.
+//!
+//! The resilience settings (`policy.rs`) act here too: passive health (`outlier.rs`)
+//! is fed by every attempt's outcome, the retry budget (`budget.rs`) bounds retries,
+//! and below `panic_threshold` healthy backends selection fails open over every
+//! backend an operator has not taken out.
 
 mod attempt;
+mod budget;
+pub(crate) mod discovery;
+mod ewma;
 mod health;
 mod link;
+mod members;
+mod outlier;
+mod p2c;
+pub(crate) mod policy;
 pub(crate) mod proxy_header;
+mod queue;
 mod selection;
+mod slow_start;
 mod spec;
 pub(crate) mod state;
+mod sticky;
 
 use crate::vocab::Balance;
 pub(crate) use attempt::{Attempt, GiveUp};
 use futures::FutureExt;
 pub(crate) use link::{BackendTls, Link, PeerTemplate, Protocol};
-use pingora_core::services::background::{background_service, GenBackgroundService};
+use members::{Members, Picker};
+use pingora_core::services::background::background_service;
+use pingora_core::services::ServiceWithDependents;
 use pingora_load_balancing::discovery::Static;
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
-use pingora_load_balancing::{Backend, Backends, LoadBalancer};
-pub(crate) use selection::{BalanceConfig, Balancer, SmoothRoundRobin};
+use pingora_load_balancing::{Backends, LoadBalancer};
+pub(crate) use selection::{BalanceConfig, Balancer};
 pub(crate) use spec::{BackendSpec, HealthCheckSpec, PoolSpec};
 use state::{BackendTable, Lease};
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// Backends already considered by one selection.
 struct Seen {
@@ -68,26 +85,31 @@ impl Seen {
     }
 }
 
-/// The background service that runs a pool's health checks.
-pub(crate) type HealthService = GenBackgroundService<LoadBalancer<Balancer>>;
-
 /// A named, shared set of backends.
 pub(crate) struct Pool {
     /// The validated settings.
     pub(crate) spec: PoolSpec,
     /// Runs the health checks (as a background service); kept for its lifetime.
     _lb: Arc<LoadBalancer<Balancer>>,
-    /// How backends are chosen.
-    picker: Picker,
-    table: Arc<BackendTable>,
-    max_iterations: usize,
+    /// The current backends; replaced when DNS discovery finds a new set.
+    members: RwLock<Arc<Members>>,
+    /// The retry budget, when configured.
+    budget: Option<budget::RetryBudget>,
+    /// Whether the last selection failed open (to log changes once).
+    panicking: AtomicBool,
+    /// Where requests wait when every backend is at `max_conns`.
+    queue: Option<Arc<queue::WaitQueue>>,
+    /// DNS discovery's lookups, failures and changes.
+    pub(crate) discovery_counters: discovery::DiscoveryCounters,
 }
 
-/// How a pool chooses: `round_robin` picks among the eligible backends itself; the
-/// other modes walk a selector's candidates, first choice first.
-enum Picker {
-    Smooth(SmoothRoundRobin),
-    Walk(Arc<Balancer>),
+/// Which backends a selection may choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Eligible ones only.
+    Healthy,
+    /// Fail-open: any the operator has not taken out (drain, maint).
+    Panic,
 }
 
 /// A backend chosen for one request or connection.
@@ -100,33 +122,25 @@ struct Chosen {
 }
 
 impl Pool {
-    /// Builds the pool, and the background service to add to the server when it has a
-    /// health check.
-    pub(crate) fn build(spec: PoolSpec) -> (Arc<Pool>, Option<HealthService>) {
-        let table = Arc::new(BackendTable::new(
-            spec.backends.iter().map(|b| (b.addr, b.weight)),
-        ));
-        let set: BTreeSet<Backend> = spec
-            .backends
-            .iter()
-            .map(|b| {
-                let mut backend = Backend::new(&b.addr.to_string()).expect("validated address");
-                backend.weight = b.weight;
-                backend
-            })
-            .collect();
+    /// Builds the pool, and the background services to add to the server: its health
+    /// checks, and its DNS discovery.
+    pub(crate) fn build(spec: PoolSpec) -> (Arc<Pool>, Vec<Box<dyn ServiceWithDependents>>) {
+        let members = Members::build(&spec, &spec.backends, None);
+        let table = members.table.clone();
+        let set = members::backend_set(&spec.backends);
         let config = BalanceConfig {
             balance: spec.balance.clone(),
             table: table.clone(),
+            slow_start: spec.resilience.slow_start,
         };
-        let selector = Arc::new(Balancer::build_with_config(&set, &config));
         let mut lb =
             LoadBalancer::from_backends_with_config(Backends::new(Static::new(set)), Some(config));
         lb.update()
             .now_or_never()
             .expect("static discovery does not wait")
             .expect("static discovery does not fail");
-        let (lb, service) = match &spec.health_check {
+        let mut services: Vec<Box<dyn ServiceWithDependents>> = Vec::new();
+        let lb = match &spec.health_check {
             Some(hc) => {
                 lb.set_health_check(health::build(
                     &spec.name,
@@ -138,23 +152,36 @@ impl Pool {
                 lb.parallel_health_check = true;
                 let service =
                     background_service(&format!("health checks of pool {}", spec.name), lb);
-                (service.task(), Some(service))
+                let task = service.task();
+                services.push(Box::new(service));
+                task
             }
-            None => (Arc::new(lb), None),
+            None => Arc::new(lb),
         };
-        let max_iterations = spec.backends.len() * 8 + 16;
-        let picker = match spec.balance {
-            Balance::RoundRobin => Picker::Smooth(SmoothRoundRobin::new(&table)),
-            _ => Picker::Walk(selector),
-        };
-        let pool = Pool {
-            picker,
+        let queue = spec
+            .resilience
+            .max_conns
+            .map(|(_, q)| Arc::new(queue::WaitQueue::new(q.size, q.timeout)));
+        let pool = Arc::new(Pool {
+            members: RwLock::new(Arc::new(members)),
+            budget: spec.resilience.retry_budget.map(budget::RetryBudget::new),
             spec,
             _lb: lb,
-            table,
-            max_iterations,
-        };
-        (Arc::new(pool), service)
+            panicking: AtomicBool::new(false),
+            queue,
+            discovery_counters: Default::default(),
+        });
+        if let Some(d) = pool.spec.discovery.clone() {
+            services.push(discovery::service(pool.clone(), d));
+        }
+        (pool, services)
+    }
+
+    /// Replaces the set of backends (DNS discovery); those that stay keep their state.
+    pub(crate) fn set_backends(&self, backends: &[BackendSpec]) {
+        let mut slot = self.members.write().unwrap_or_else(|e| e.into_inner());
+        let next = Members::build(&self.spec, backends, Some(&slot.table));
+        *slot = Arc::new(next);
     }
 
     /// The pool's name.
@@ -167,12 +194,47 @@ impl Pool {
         Attempt::new(self.clone())
     }
 
+    /// The current set of backends (it changes only with DNS discovery).
+    fn members(&self) -> Arc<Members> {
+        self.members
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Chooses an eligible backend for `key` (used by `consistent_hash`), skipping
     /// those in `tried`.
     fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<Chosen> {
-        let selector = match &self.picker {
+        let m = self.members();
+        let t = &m.table;
+        let mode = self.mode(t);
+        let selector = match &m.picker {
             Picker::Smooth(rr) => {
-                return rr.pick(|i| self.eligible(i, tried)).map(|i| self.chosen(i))
+                let eligible = |i| self.eligible(t, i, tried, mode);
+                let picked = match self.spec.resilience.slow_start {
+                    None => rr.pick(eligible),
+                    Some(ramp) => {
+                        let now = tokio::time::Instant::now();
+                        rr.pick_weighted(eligible, |i, w| {
+                            let f = slow_start::factor(t.get(i).back_since(), ramp, now);
+                            slow_start::scaled(w as usize, f)
+                        })
+                    }
+                };
+                return picked.and_then(|i| self.chosen(t, i));
+            }
+            Picker::P2c => {
+                let now = tokio::time::Instant::now();
+                let ramp = self.spec.resilience.slow_start;
+                let probe = |i: usize| {
+                    let b = t.get(i);
+                    let factor = ramp.map_or(1.0, |r| slow_start::factor(b.back_since(), r, now));
+                    let active = b.active.load(Ordering::Relaxed);
+                    (b.ewma.cost(now), active, b.weight as f64 * factor)
+                };
+                let eligible = |i| self.eligible(t, i, tried, mode);
+                return p2c::pick(t.len(), eligible, &probe, |k| fastrand::usize(..k))
+                    .and_then(|i| self.chosen(t, i));
             }
             Picker::Walk(selector) => selector,
         };
@@ -180,47 +242,190 @@ impl Pool {
         // `HashSet` and hash every candidate twice per request. Candidates are marked in
         // a bit set (pools of up to 64 backends; larger ones fall back to a vector).
         let mut iter = selector.iter(key);
-        let mut seen = Seen::new(self.table.len());
-        for _ in 0..self.max_iterations {
+        let mut seen = Seen::new(t.len());
+        for _ in 0..m.max_iterations {
             let backend = iter.next()?;
-            let Some(index) = self.table.index_of(&backend.addr) else {
+            let Some(index) = t.index_of(&backend.addr) else {
                 continue;
             };
             if !seen.insert(index) {
                 continue;
             }
-            if self.eligible(index, tried) {
-                return Some(self.chosen(index));
+            if self.eligible(t, index, tried, mode) {
+                return self.chosen(t, index);
             }
-            if seen.count == self.table.len() {
+            if seen.count == t.len() {
                 return None;
             }
         }
         None
     }
 
-    /// Whether backend `i` is healthy (or never checked) and not in `tried`.
-    fn eligible(&self, i: usize, tried: &[SocketAddr]) -> bool {
-        let state = self.table.get(i);
-        state.eligible() && !tried.contains(&state.addr)
+    /// Whether backend `i` may be chosen in `mode`, is not in `tried` and has room.
+    fn eligible(&self, t: &Arc<BackendTable>, i: usize, tried: &[SocketAddr], mode: Mode) -> bool {
+        self.usable(t, i, tried, mode) && self.has_room(t, i)
+    }
+
+    /// [`Self::eligible`] but for `max_conns`.
+    fn usable(&self, t: &BackendTable, i: usize, tried: &[SocketAddr], mode: Mode) -> bool {
+        let state = t.get(i);
+        let ok = match mode {
+            Mode::Healthy => state.eligible(),
+            Mode::Panic => state.admin_ready(),
+        };
+        ok && !tried.contains(&state.addr)
+    }
+
+    /// Fail-open when fewer than `panic_threshold` percent of the backends are
+    /// eligible; logs each change and counts each selection made so.
+    fn mode(&self, t: &BackendTable) -> Mode {
+        let Some(threshold) = self.spec.resilience.panic_threshold else {
+            return Mode::Healthy;
+        };
+        let n = t.len();
+        let healthy = t.iter().filter(|b| b.eligible()).count();
+        let panic = healthy * 100 < threshold as usize * n;
+        if self.panicking.swap(panic, Ordering::Relaxed) != panic {
+            if panic {
+                log::warn!(
+                    "pool {}: only {healthy} of {n} backends healthy, below panic_threshold \
+                     {threshold}%: balancing over every backend (fail open)",
+                    self.name()
+                );
+            } else {
+                log::warn!(
+                    "pool {}: {healthy} of {n} backends healthy again: fail-open ends",
+                    self.name()
+                );
+            }
+        }
+        if panic {
+            t.count_panic();
+            Mode::Panic
+        } else {
+            Mode::Healthy
+        }
+    }
+
+    /// Records a failure of backend `i` of `t` for passive health; logs an ejection.
+    fn outlier_failure(&self, t: &BackendTable, i: usize) {
+        let Some(spec) = &self.spec.resilience.outlier else {
+            return;
+        };
+        let now = t.nanos(tokio::time::Instant::now());
+        let ejected = || t.iter().filter(|b| b.outlier.ejected_at(now)).count();
+        if let Some(length) = t.get(i).outlier.failure(spec, now, ejected, t.len()) {
+            log::warn!(
+                "pool {}: backend {} ejected for {length:?} after {} consecutive failures",
+                self.name(),
+                t.get(i).addr,
+                spec.consecutive_failures
+            );
+        }
+    }
+
+    /// Records a success of backend `i` of `t` for passive health.
+    fn outlier_success(&self, t: &BackendTable, i: usize) {
+        if self.spec.resilience.outlier.is_some() {
+            t.get(i).outlier.success();
+        }
     }
 
     /// Backend `i`, counted as active until the lease is dropped.
-    fn chosen(&self, i: usize) -> Chosen {
-        Chosen {
-            addr: self.table.get(i).addr,
-            lease: Lease::new(self.table.clone(), i),
-        }
+    /// `None` when `max_conns` was reached meanwhile.
+    fn chosen(&self, t: &Arc<BackendTable>, i: usize) -> Option<Chosen> {
+        let lease = match (&self.queue, self.spec.resilience.max_conns) {
+            (Some(queue), Some((max, _))) => Lease::within(t.clone(), i, max, queue.clone())?,
+            _ => Lease::new(t.clone(), i),
+        };
+        Some(Chosen {
+            addr: t.get(i).addr,
+            lease,
+        })
+    }
+
+    /// Whether backend `i` has fewer than `max_conns` in flight.
+    fn has_room(&self, t: &BackendTable, i: usize) -> bool {
+        self.spec
+            .resilience
+            .max_conns
+            .is_none_or(|(max, _)| t.get(i).active.load(Ordering::Acquire) < max)
+    }
+
+    /// Whether a backend not in `tried` would be chosen but for `max_conns`.
+    fn all_busy(&self, tried: &[SocketAddr]) -> bool {
+        let m = self.members();
+        let t = &m.table;
+        let mode = self.mode(t);
+        (0..t.len()).any(|i| self.usable(t, i, tried, mode) && !self.has_room(t, i))
+    }
+
+    /// The wait queue, with `max_conns`.
+    fn queue(&self) -> Option<&queue::WaitQueue> {
+        self.queue.as_deref()
     }
 
     /// Whether a backend other than those in `tried` is eligible.
     fn has_candidate(&self, tried: &[SocketAddr]) -> bool {
-        (0..self.table.len()).any(|i| self.eligible(i, tried))
+        let m = self.members();
+        let t = &m.table;
+        let mode = self.mode(t);
+        (0..t.len()).any(|i| self.usable(t, i, tried, mode))
     }
 
-    /// Live counters of every backend.
-    pub(crate) fn table(&self) -> &Arc<BackendTable> {
-        &self.table
+    /// The `Retry-After` for a client refused because every backend was busy: the
+    /// queue's timeout in whole seconds, at least 1.
+    pub(crate) fn retry_after(&self) -> Option<u64> {
+        let q = self.queue.as_ref()?;
+        Some(q.timeout.as_secs_f64().ceil().max(1.0) as u64)
+    }
+
+    /// The sticky cookie's settings, when the pool has them.
+    pub(crate) fn sticky(&self) -> Option<&policy::StickySpec> {
+        self.spec.resilience.sticky.as_ref()
+    }
+
+    /// The sticky id of backend `addr` (ids depend on the address only).
+    pub(crate) fn sticky_id(&self, addr: SocketAddr) -> Option<String> {
+        let spec = self.sticky()?;
+        let m = self.members();
+        if let (Some(ids), Some(i)) = (&m.sticky, m.table.iter().position(|b| b.addr == addr)) {
+            return Some(ids.id(i).to_string());
+        }
+        // A backend discovery has dropped since: its id all the same.
+        Some(
+            sticky::StickyIds::new(self.name(), spec, &[addr])
+                .id(0)
+                .to_string(),
+        )
+    }
+
+    /// The backend a sticky cookie names, while it may be chosen and has room.
+    fn sticky_choice(&self, id: &[u8], tried: &[SocketAddr]) -> Option<Chosen> {
+        let m = self.members();
+        let i = m.sticky.as_ref()?.find(id)?;
+        if self.eligible(&m.table, i, tried, Mode::Healthy) {
+            self.chosen(&m.table, i)
+        } else {
+            None
+        }
+    }
+
+    /// With `max_conns`: `(waiting now, refused because full, timed out)`.
+    pub(crate) fn queue_stats(&self) -> Option<(usize, u64, u64)> {
+        let q = self.queue.as_ref()?;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        Some((q.depth(), load(&q.refused), load(&q.timed_out)))
+    }
+
+    /// Live counters of every backend of the current set.
+    pub(crate) fn table(&self) -> Arc<BackendTable> {
+        self.members().table.clone()
+    }
+
+    /// Whether answers' latencies are recorded (for `p2c_ewma`).
+    fn measures_latency(&self) -> bool {
+        matches!(self.spec.balance, Balance::P2cEwma)
     }
 
     /// Whether selection uses a key at all.

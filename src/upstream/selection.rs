@@ -8,6 +8,7 @@
 //! weighted iterator, whose fallback (when its first pick is down) ignores weights, so
 //! with a backend down the others stopped sharing in proportion to weight.
 
+use super::slow_start;
 use super::state::BackendTable;
 use crate::vocab::Balance;
 use pingora_load_balancing::selection::consistent::{KetamaHashing, OwnedNodeIterator};
@@ -26,6 +27,8 @@ pub(crate) struct BalanceConfig {
     pub(crate) balance: Balance,
     /// Live counters, read by `least_conn`.
     pub(crate) table: Arc<BackendTable>,
+    /// The pool's `slow_start`, which `least_conn` applies to weights.
+    pub(crate) slow_start: Option<std::time::Duration>,
 }
 
 /// The selector for one pool.
@@ -46,13 +49,17 @@ impl BackendSelection for Balancer {
 
     fn build_with_config(backends: &BTreeSet<Backend>, config: &BalanceConfig) -> Self {
         match config.balance {
-            Balance::RoundRobin => Balancer::RoundRobin(Arc::new(RoundRobin::build(backends))),
+            // p2c_ewma chooses in `p2c.rs`; the pool's LoadBalancer still needs one.
+            Balance::RoundRobin | Balance::P2cEwma => {
+                Balancer::RoundRobin(Arc::new(RoundRobin::build(backends)))
+            }
             Balance::Random => Balancer::Random(Arc::new(Random::build(backends))),
             Balance::ConsistentHash(_) => Balancer::Hash(Arc::new(KetamaHashing::build(backends))),
             Balance::LeastConn => Balancer::LeastConn(Arc::new(LeastConn {
                 backends: backends.iter().cloned().collect(),
                 table: config.table.clone(),
                 next: AtomicUsize::new(0),
+                slow_start: config.slow_start,
             })),
         }
     }
@@ -122,13 +129,24 @@ impl SmoothRoundRobin {
 
     /// The index (in table order) of the next backend among those `eligible` accepts.
     pub(crate) fn pick(&self, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+        self.pick_weighted(eligible, |_, w| w)
+    }
+
+    /// [`Self::pick`] with each backend's weight first passed through `weight(i, w)`
+    /// (slow start scales it down for a while).
+    pub(crate) fn pick_weighted(
+        &self,
+        eligible: impl Fn(usize) -> bool,
+        weight: impl Fn(usize, i64) -> i64,
+    ) -> Option<usize> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         let mut total = 0i64;
         let mut best: Option<usize> = None;
-        for (i, &weight) in self.weights.iter().enumerate() {
+        for (i, &weight_i) in self.weights.iter().enumerate() {
             if !eligible(i) {
                 continue;
             }
+            let weight = weight(i, weight_i);
             current[i] = current[i].saturating_add(weight);
             total = total.saturating_add(weight);
             if best.is_none_or(|b| current[i] > current[b]) {
@@ -147,6 +165,7 @@ pub(crate) struct LeastConn {
     backends: Vec<Backend>,
     table: Arc<BackendTable>,
     next: AtomicUsize,
+    slow_start: Option<std::time::Duration>,
 }
 
 impl LeastConn {
@@ -158,11 +177,19 @@ impl LeastConn {
         } else {
             self.next.fetch_add(1, Ordering::Relaxed) % n
         };
+        let now = self.slow_start.map(|_| tokio::time::Instant::now());
         let mut order: Vec<(usize, usize, usize)> = (0..n)
             .map(|k| {
                 let i = (start + k) % n;
                 let b = &self.backends[i];
-                (i, self.table.active_of(&b.addr), b.weight.max(1))
+                let weight = match (self.slow_start, now, self.table.index_of(&b.addr)) {
+                    (Some(ramp), Some(now), Some(t)) => {
+                        let f = slow_start::factor(self.table.get(t).back_since(), ramp, now);
+                        slow_start::scaled(b.weight, f) as usize
+                    }
+                    _ => b.weight.max(1) * slow_start::SCALE as usize,
+                };
+                (i, self.table.active_of(&b.addr), weight)
             })
             .collect();
         // Stable sort keeps the rotation order among equal loads.

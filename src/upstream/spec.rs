@@ -1,6 +1,7 @@
 //! A pool's settings, as the config validator builds them: addresses parsed, durations
 //! read, the balance mode and health check checked.
 
+use super::policy::{DiscoverySpec, Resilience};
 use crate::vocab::{Balance, Probe, ProxyVersion};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,6 +27,10 @@ pub(crate) struct PoolSpec {
     pub(crate) link: super::Link,
     /// The PROXY header sent on each new connection to a backend, if any.
     pub(crate) proxy_protocol: Option<ProxyVersion>,
+    /// Passive health, fail-open, slow start and retry rules.
+    pub(crate) resilience: Resilience,
+    /// DNS discovery of the backends (then `backends` is empty).
+    pub(crate) discovery: Option<DiscoverySpec>,
 }
 
 /// One backend.

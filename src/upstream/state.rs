@@ -1,14 +1,71 @@
 //! The one live state of each backend of a pool: whether it may be chosen (its health,
 //! as the active checks report it), the last check's result, and its counters (active
 //! requests or connections, which `least_conn` reads; totals and failures). Selection,
-//! the status page and the metrics all read it here. Backends are fixed for the life of
-//! a process (a config change is an upgrade), so the table is a plain slice indexed by
-//! position.
+//! the status page and the metrics all read it here. A table is a plain slice indexed by
+//! position; when DNS discovery changes a pool's set, a successor table is made that
+//! shares the states of the backends that stay (in-flight leases keep the old table).
+//!
+//! A backend is out of rotation for one or more [`Reason`]s: the probes failed it
+//! (`probe`), passive health ejected it (`outlier`, see `outlier.rs`), or an operator
+//! set it to `drain` or `maint` ([`AdminState`]). `/status` and the status page show
+//! every reason that applies.
 
+use super::ewma::Ewma;
+use super::outlier::OutlierState;
+use super::policy::Condition;
+use super::queue::WaitQueue;
 use pingora_core::protocols::l4::socket::SocketAddr as PeerAddr;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
+use tokio::time::Instant;
+
+/// What an operator set a backend to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdminState {
+    /// In rotation (as far as the operator is concerned).
+    Ready,
+    /// No new requests or connections; those in flight finish.
+    Drain,
+    /// Out of rotation.
+    Maint,
+}
+
+impl AdminState {
+    /// As `/status` and the admin API write it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Ready => "ready",
+            AdminState::Drain => "drain",
+            AdminState::Maint => "maint",
+        }
+    }
+}
+
+/// Why a backend is out of rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// The active health check failed it.
+    Probe,
+    /// Passive health ejected it.
+    Outlier,
+    /// An operator is draining it.
+    Drain,
+    /// An operator put it in maintenance.
+    Maint,
+}
+
+impl Reason {
+    /// As `/status` and the status page write it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::Probe => "probe",
+            Reason::Outlier => "outlier",
+            Reason::Drain => "drain",
+            Reason::Maint => "maint",
+        }
+    }
+}
 
 /// The result of a backend's last active health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,12 +115,76 @@ pub(crate) struct BackendState {
     pub(crate) transitions: AtomicU64,
     /// Why the last failed check failed.
     pub(crate) last_error: Mutex<String>,
+    /// The operator's setting, as an [`AdminState`] index.
+    admin: AtomicU8,
+    /// Passive health.
+    pub(crate) outlier: OutlierState,
+    /// Peak-EWMA latency, for `p2c_ewma`.
+    pub(crate) ewma: Ewma,
+    /// When the probes last brought it back, in nanoseconds after `epoch`, plus one
+    /// (0: never taken out by a probe).
+    probe_back: AtomicU64,
+    /// The table's time origin, for the clocks kept in atomics.
+    epoch: Instant,
 }
 
 impl BackendState {
-    /// Whether the backend may be chosen: healthy, or never checked.
+    /// Whether the backend may be chosen: healthy (or never checked), not ejected,
+    /// and neither draining nor in maintenance.
     pub(crate) fn eligible(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+            && self.admin.load(Ordering::Relaxed) == 0
+            && !(self.outlier.ever_ejected() && self.outlier.ejected_at(self.nanos_now()))
+    }
+
+    /// Whether only the operator keeps it out (fail-open may still use the others).
+    pub(crate) fn admin_ready(&self) -> bool {
+        self.admin.load(Ordering::Relaxed) == 0
+    }
+
+    /// Every reason it is out of rotation now; empty when it is eligible.
+    pub(crate) fn reasons(&self) -> Vec<Reason> {
+        let mut out = Vec::new();
+        if !self.healthy.load(Ordering::Relaxed) {
+            out.push(Reason::Probe);
+        }
+        if self.outlier.ejected_at(self.nanos_now()) {
+            out.push(Reason::Outlier);
+        }
+        match self.admin_state() {
+            AdminState::Ready => {}
+            AdminState::Drain => out.push(Reason::Drain),
+            AdminState::Maint => out.push(Reason::Maint),
+        }
+        out
+    }
+
+    /// The operator's setting.
+    pub(crate) fn admin_state(&self) -> AdminState {
+        match self.admin.load(Ordering::Relaxed) {
+            1 => AdminState::Drain,
+            2 => AdminState::Maint,
+            _ => AdminState::Ready,
+        }
+    }
+
+    /// Sets the operator's setting (drain, maint or back to ready).
+    #[allow(dead_code)] // for the admin API (`POST /pools/NAME/backends/ADDRESS`)
+    pub(crate) fn set_admin_state(&self, state: AdminState) {
+        self.admin.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// When it last came back into service after an ejection or a failed probe
+    /// (`None`: it has been in service since the start), for slow start.
+    pub(crate) fn back_since(&self) -> Option<Instant> {
+        let probe = self.probe_back.load(Ordering::Relaxed).checked_sub(1);
+        let latest = probe.max(self.outlier.ends_at())?;
+        Some(self.epoch + Duration::from_nanos(latest))
+    }
+
+    /// Nanoseconds from the table's epoch to now.
+    fn nanos_now(&self) -> u64 {
+        nanos_since(self.epoch, Instant::now())
     }
 
     /// Counts a failed connect.
@@ -79,6 +200,10 @@ impl BackendState {
     /// The active checks' verdict (after `rise`/`fall`); counts a transition.
     pub(crate) fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::Relaxed);
+        if healthy {
+            let now = nanos_since(self.epoch, Instant::now());
+            self.probe_back.store(now + 1, Ordering::Relaxed);
+        }
         self.transitions.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -111,48 +236,133 @@ impl BackendState {
 /// Counters for every backend of a pool.
 #[derive(Debug)]
 pub(crate) struct BackendTable {
-    backends: Box<[BackendState]>,
-    retries: AtomicU64,
+    /// Shared with the tables that follow this one when discovery changes the set,
+    /// so a backend that stays keeps its state.
+    backends: Box<[Arc<BackendState>]>,
+    /// The pool's own counters, shared the same way.
+    counters: Arc<PoolCounters>,
+    epoch: Instant,
+}
+
+/// A pool's counters that are not any one backend's.
+#[derive(Debug, Default)]
+struct PoolCounters {
+    /// Retries by [`Condition`], in [`Condition::ALL`] order.
+    retries: [AtomicU64; 5],
+    /// Retries the budget refused.
+    budget_refused: AtomicU64,
+    /// Selections made in fail-open (panic) mode.
+    panics: AtomicU64,
+}
+
+/// A fresh backend state.
+fn fresh(addr: SocketAddr, weight: usize, epoch: Instant) -> Arc<BackendState> {
+    Arc::new(BackendState {
+        addr,
+        weight,
+        active: AtomicUsize::new(0),
+        total: AtomicU64::new(0),
+        connect_failures: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        healthy: AtomicBool::new(true),
+        last_check: AtomicU8::new(0),
+        last_check_micros: AtomicU64::new(0),
+        transitions: AtomicU64::new(0),
+        last_error: Mutex::new(String::new()),
+        admin: AtomicU8::new(0),
+        outlier: OutlierState::default(),
+        ewma: Ewma::default(),
+        probe_back: AtomicU64::new(0),
+        epoch,
+    })
+}
+
+/// Nanoseconds from `epoch` to `now` (0 when `now` is earlier).
+fn nanos_since(epoch: Instant, now: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl BackendTable {
     /// A table for `(addr, weight)` pairs.
     pub(crate) fn new(backends: impl IntoIterator<Item = (SocketAddr, usize)>) -> Self {
-        let backends = backends
-            .into_iter()
-            .map(|(addr, weight)| BackendState {
-                addr,
-                weight,
-                active: AtomicUsize::new(0),
-                total: AtomicU64::new(0),
-                connect_failures: AtomicU64::new(0),
-                errors: AtomicU64::new(0),
-                healthy: AtomicBool::new(true),
-                last_check: AtomicU8::new(0),
-                last_check_micros: AtomicU64::new(0),
-                transitions: AtomicU64::new(0),
-                last_error: Mutex::new(String::new()),
-            })
-            .collect();
+        let epoch = Instant::now();
         Self {
-            backends,
-            retries: AtomicU64::new(0),
+            backends: backends
+                .into_iter()
+                .map(|(addr, weight)| fresh(addr, weight, epoch))
+                .collect(),
+            counters: Arc::default(),
+            epoch,
         }
     }
 
-    /// Counts an attempt on another backend after a failure.
-    pub(crate) fn count_retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
+    /// The table of a new set of backends: those already here keep their state
+    /// (health, counters, in-flight counts; a changed weight starts a backend afresh),
+    /// new ones start fresh, and the pool's counters carry on.
+    pub(crate) fn successor(&self, backends: &[(SocketAddr, usize)]) -> Self {
+        let kept = |addr: SocketAddr, weight: usize| {
+            self.backends
+                .iter()
+                .find(|b| b.addr == addr && b.weight == weight)
+                .cloned()
+        };
+        Self {
+            backends: backends
+                .iter()
+                .map(|&(a, w)| kept(a, w).unwrap_or_else(|| fresh(a, w, self.epoch)))
+                .collect(),
+            counters: self.counters.clone(),
+            epoch: self.epoch,
+        }
     }
 
-    /// Retries so far.
+    /// `now` as nanoseconds after the table's epoch, the unit of its atomic clocks.
+    pub(crate) fn nanos(&self, now: Instant) -> u64 {
+        nanos_since(self.epoch, now)
+    }
+
+    /// Counts an attempt on another backend after a failure of kind `why`.
+    pub(crate) fn count_retry(&self, why: Condition) {
+        self.counters.retries[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Retries so far, of every kind.
     pub(crate) fn retries(&self) -> u64 {
-        self.retries.load(Ordering::Relaxed)
+        self.counters
+            .retries
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Retries so far of kind `why`.
+    pub(crate) fn retries_of(&self, why: Condition) -> u64 {
+        self.counters.retries[why as usize].load(Ordering::Relaxed)
+    }
+
+    /// Counts a retry the budget refused.
+    pub(crate) fn count_budget_refusal(&self) {
+        self.counters.budget_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Retries the budget refused so far.
+    pub(crate) fn budget_refused(&self) -> u64 {
+        self.counters.budget_refused.load(Ordering::Relaxed)
+    }
+
+    /// Counts a selection made over every backend (fail-open).
+    pub(crate) fn count_panic(&self) {
+        self.counters.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Selections made in fail-open mode so far.
+    pub(crate) fn panics(&self) -> u64 {
+        self.counters.panics.load(Ordering::Relaxed)
     }
 
     /// All backends' counters, in config order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &BackendState> {
-        self.backends.iter()
+        self.backends.iter().map(|b| &**b)
     }
 
     /// Position of `addr`. Pools are small, so a scan beats hashing.
@@ -185,6 +395,8 @@ impl BackendTable {
 pub(crate) struct Lease {
     table: Arc<BackendTable>,
     index: usize,
+    /// The pool's wait queue (with `max_conns`), woken when the lease ends.
+    queue: Option<Arc<WaitQueue>>,
 }
 
 impl Lease {
@@ -193,7 +405,43 @@ impl Lease {
         let b = table.get(index);
         b.active.fetch_add(1, Ordering::Relaxed);
         b.total.fetch_add(1, Ordering::Relaxed);
-        Self { table, index }
+        Self {
+            table,
+            index,
+            queue: None,
+        }
+    }
+
+    /// Like [`Lease::new`], but only while backend `index` has fewer than `max` in
+    /// flight; the lease wakes `queue`'s head when it ends.
+    pub(crate) fn within(
+        table: Arc<BackendTable>,
+        index: usize,
+        max: usize,
+        queue: Arc<WaitQueue>,
+    ) -> Option<Self> {
+        let b = table.get(index);
+        b.active
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        b.total.fetch_add(1, Ordering::Relaxed);
+        Some(Self {
+            table,
+            index,
+            queue: Some(queue),
+        })
+    }
+
+    /// The table it was taken from.
+    pub(crate) fn table(&self) -> &BackendTable {
+        &self.table
+    }
+
+    /// The backend's position in its table.
+    pub(crate) fn index(&self) -> usize {
+        self.index
     }
 
     /// The backend's state.
@@ -207,6 +455,9 @@ impl Drop for Lease {
         self.table
             .get(self.index)
             .active
-            .fetch_sub(1, Ordering::Relaxed);
+            .fetch_sub(1, Ordering::AcqRel);
+        if let Some(queue) = &self.queue {
+            queue.wake_head();
+        }
     }
 }

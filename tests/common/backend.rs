@@ -14,6 +14,10 @@
 //! | POST/PUT/PATCH, or any request with a body | `bytes=N fnv=HEX` |
 //! | anything else | 200 `NAME\n` |
 //!
+//! A test can also make every request but `/health` answer a fixed status
+//! ([`HttpBackend::set_status`]) or wait first ([`HttpBackend::set_delay`]), and read
+//! the most requests it had in flight at once ([`HttpBackend::peak`]).
+//!
 //! The file is also compiled into `examples/demo_backend.rs` through `#[path]`, so it
 //! depends on nothing but `std` and `tokio`.
 #![allow(dead_code)]
@@ -75,6 +79,16 @@ struct Stats {
     active: AtomicUsize,
     connections: AtomicUsize,
     unhealthy: AtomicBool,
+    /// Answer every request but `/health` with this status (0: as usual).
+    status: AtomicUsize,
+    /// Wait this long (ms) before answering any request but `/health`.
+    delay_ms: AtomicUsize,
+    /// The most requests in flight at once.
+    peak: AtomicUsize,
+    /// Print `got ID` (the `x-id` header) to stdout as each request head arrives.
+    announce: AtomicBool,
+    /// The `x-id` headers of the requests received, in order of arrival.
+    ids: Mutex<Vec<String>>,
 }
 
 /// Counts one unit of work in `active` for as long as it lives, even if the task is
@@ -225,6 +239,35 @@ impl HttpBackend {
     /// Makes `GET /health` answer 200 (`true`) or 503 (`false`).
     pub fn set_healthy(&self, healthy: bool) {
         self.stats.unhealthy.store(!healthy, Ordering::SeqCst);
+    }
+
+    /// Answers every request but `GET /health` with `status` (0: as usual).
+    pub fn set_status(&self, status: u16) {
+        self.stats
+            .status
+            .store(usize::from(status), Ordering::SeqCst);
+    }
+
+    /// Waits `delay` before answering every request but `GET /health`.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = delay.as_millis() as usize;
+        self.stats.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// The `x-id` headers of the requests received so far, in order of arrival.
+    pub fn ids(&self) -> Vec<String> {
+        self.stats.ids.lock().unwrap().clone()
+    }
+
+    /// The most requests it had in flight at once.
+    pub fn peak(&self) -> usize {
+        self.stats.peak.load(Ordering::SeqCst)
+    }
+
+    /// Prints `got ID` to stdout as each request head arrives (`ID`: its `x-id`
+    /// header), so a parent process learns what reached a backend it then kills.
+    pub fn announce(&self) {
+        self.stats.announce.store(true, Ordering::SeqCst);
     }
 
     /// Closes the listener and every connection; later connects are refused.
@@ -545,7 +588,19 @@ async fn serve_http(stream: TcpStream, stats: Arc<Stats>) {
             }
         };
         stats.requests.fetch_add(1, Ordering::SeqCst);
+        if let Some(id) = head.header("x-id") {
+            stats.ids.lock().unwrap().push(id.to_string());
+        }
+        if stats.announce.load(Ordering::SeqCst) {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "got {}", head.header("x-id").unwrap_or("-"));
+            let _ = out.flush();
+        }
         let _active = ActiveGuard::new(&stats.active);
+        stats
+            .peak
+            .fetch_max(stats.active.load(Ordering::SeqCst), Ordering::SeqCst);
         match serve_one(&mut rd, &mut wr, &stats, &head).await {
             Ok(true) if head.keep_alive => {}
             _ => return,
@@ -583,6 +638,17 @@ async fn serve_one<W: AsyncWrite + Unpin>(
         }
     };
     let default_body = format!("{}\n", stats.name);
+    if head.path() != "/health" {
+        let delay = stats.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+        }
+        let status = stats.status.load(Ordering::SeqCst);
+        if status > 0 {
+            respond(wr, stats, head, status as u16, &default_body).await?;
+            return Ok(true);
+        }
+    }
     match head.path() {
         "/health" => {
             stats.health_checks.fetch_add(1, Ordering::SeqCst);

@@ -33,6 +33,8 @@ async fn listen(
         retries: 0,
         link: Default::default(),
         proxy_protocol: None,
+        resilience: Default::default(),
+        discovery: None,
     });
     let proxy = Arc::new(UdpProxy {
         name: "u".into(),

@@ -25,6 +25,7 @@ fn build(balance: Balance, list: &[(&str, usize)]) -> (Arc<Balancer>, Arc<Backen
     let config = BalanceConfig {
         balance,
         table: table.clone(),
+        slow_start: None,
     };
     (Arc::new(Balancer::build_with_config(&set, &config)), table)
 }
