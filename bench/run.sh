@@ -17,6 +17,9 @@
 #   OUT       the report (default bench/results.md)
 #   KEEP_TMP  1 = keep the temp dir (configs, logs, raw outputs) for inspection; it is
 #             always kept when the run fails
+#   MEASURES  the measures of the main table, in order (default: mem l7_ka pair l7_close
+#             cpu l4_conn l4_bulk; `cpu` needs `l7_ka` before it unless RATE is given)
+#   SECTIONS  the sections run after the main table (default: h2 udp resilience)
 #   BUILD     0 = use the binaries already built (target/release/tioga,
 #             target/bare/release/examples/bare_pingora); default 1: build them
 #
@@ -436,7 +439,7 @@ declare -A WHO=(
   [l4_conn]="tioga haproxy nginx"
   [l4_bulk]="tioga haproxy nginx direct"
 )
-MEASURE_ORDER=(mem l7_ka pair l7_close cpu l4_conn l4_bulk)
+read -r -a MEASURE_ORDER <<<"${MEASURES:-mem l7_ka pair l7_close cpu l4_conn l4_bulk}"
 BASE_ORDER=(tioga tioga+log haproxy nginx pingora direct)
 
 # The fixed rate: given, or half the slowest proxy's keep-alive throughput in rep 1.
@@ -495,7 +498,7 @@ meta cpu "$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)"
 meta nproc "$(nproc)"
 meta kernel "$(uname -r)"
 meta rate "$RATE"
-meta rps_per_client "$RPS_PER_CLIENT"
+meta rps_per_client "${RPS_PER_CLIENT:-}"
 meta rate_origin "$RATE_ORIGIN"
 meta version:tioga "$TIOGA_VERSION"
 meta version:pingora "$(awk '/^name = "pingora-core"$/ {getline; gsub(/"/, "", $3); print $3}' "$ROOT/Cargo.lock")"
@@ -516,8 +519,12 @@ meta method "Same work for all: Host passed unchanged, X-Forwarded-For/-Proto/-H
 "$PY" "$HELP" report --raw "$RAW" --meta "$META" --out "$OUT"
 log "wrote $OUT"
 # The HTTP/2 and TLS rows (Tioga and HAProxy), appended to the same report.
-REPS=$REPS DURATION="${SECS}s" OUT=$OUT BUILD=0 bash "$BENCH/h2.sh"
+[[ " ${SECTIONS:-h2 udp resilience} " == *" h2 "* ]] &&
+  REPS=$REPS DURATION="${SECS}s" OUT=$OUT BUILD=0 bash "$BENCH/h2.sh"
 # UDP rows (Tioga's udp listener against nginx's stream module): their own script and section.
-REPS=$REPS DURATION=$DURATION OUT=$OUT TIOGA=$TIOGA BUILD=${BUILD:-1} bash "$BENCH/udp.sh"
+[[ " ${SECTIONS:-h2 udp resilience} " == *" udp "* ]] &&
+  REPS=$REPS DURATION=$DURATION OUT=$OUT TIOGA=$TIOGA BUILD=${BUILD:-1} bash "$BENCH/udp.sh"
 # Resilient-upstream features on vs off (CPU per request); appends its own section.
-BUILD=0 REPS="$REPS" DURATION="${SECS}s" OUT="$OUT" bash "$ROOT/bench/resilience.sh"
+[[ " ${SECTIONS:-h2 udp resilience} " == *" resilience "* ]] &&
+  BUILD=0 REPS="$REPS" DURATION="${SECS}s" OUT="$OUT" bash "$ROOT/bench/resilience.sh"
+exit 0
