@@ -98,11 +98,11 @@ impl Tioga {
         self.load(file).map(drop)
     }
 
-    /// Loads and validates `file`, then runs its `tests`.
-    fn load(&self, file: &std::path::Path) -> Result<config::Config, ConfigError> {
-        let config = config::Config::load(file, &self.filters)?;
+    /// Loads and validates `file`, then runs its `tests`; with the file's text.
+    fn load(&self, file: &std::path::Path) -> Result<(String, config::Config), ConfigError> {
+        let (text, config) = config::Config::read(file, &self.filters)?;
         server::config_tests::run(&config)?;
-        Ok(config)
+        Ok((text, config))
     }
 
     /// The filters this program knows.
@@ -133,7 +133,7 @@ impl Tioga {
             };
         }
         // Tests run before anything starts: with -u, before the sockets are asked for.
-        let config = match self.load(&args.conf) {
+        let (text, config) = match self.load(&args.conf) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("{e}");
@@ -164,7 +164,7 @@ impl Tioga {
             daemon: args.daemon,
             upgrade: args.upgrade,
         };
-        match server::run(config, mode) {
+        match server::run(config, text, std::sync::Arc::new(self.filters), mode) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tioga: {e}");

@@ -7,10 +7,10 @@
 //! operator wrote it (a certificate file replaced under the same path is not seen:
 //! a reload reads every certificate again anyway). What a reload applies follows the contract: routes, pools,
 //! backends, filters, certificates, health settings and the access log swap in place;
-//! listeners are added, removed and re-bound in place; what shapes a listener's accept
-//! path (its protocol, TLS on or off, connection limits, timeouts, coalescing) and the
-//! process settings (`server.threads`, the pid file, the upgrade socket, `admin.bind`)
-//! need an upgrade.
+//! a listener added or removed, its addresses, what shapes its accept path (its
+//! protocol, TLS on or off, `client_ca`, `min_version`, connection limits, timeouts,
+//! coalescing) and the process settings (`server.threads`, the pid file, the upgrade
+//! socket, `admin.bind`) need an upgrade.
 
 use serde_yaml::Value;
 use std::collections::BTreeSet;
@@ -56,19 +56,28 @@ pub(crate) struct Change {
 
 /// The changes from the config file `old` to `new`.
 pub(crate) fn diff(old: &Path, new: &Path) -> Result<Vec<Change>, String> {
-    let (old_root, new_root) = (read(old)?, read(new)?);
+    Ok(changes(&read(old)?, &read(new)?))
+}
+
+/// The changes from the config text `old` to `new` (a reload's).
+pub(crate) fn diff_texts(old: &str, new: &str) -> Result<Vec<Change>, String> {
+    let parse = |t: &str| serde_yaml::from_str::<Value>(t).map_err(|e| e.to_string());
+    Ok(changes(&parse(old)?, &parse(new)?))
+}
+
+fn changes(old_root: &Value, new_root: &Value) -> Vec<Change> {
     let mut d = Diff {
         changes: Vec::new(),
     };
-    d.section(&old_root, &new_root, "server", |key| {
+    d.section(old_root, new_root, "server", |key| {
         SERVER_IN_PLACE.contains(&key)
     });
-    d.section(&old_root, &new_root, "admin", |key| key != "bind");
-    d.whole(&old_root, &new_root, "access_log", "access_log");
-    d.whole(&old_root, &new_root, "tests", "tests");
-    d.listeners(get(&old_root, "listeners"), get(&new_root, "listeners"));
-    d.pools(get(&old_root, "pools"), get(&new_root, "pools"));
-    Ok(d.changes)
+    d.section(old_root, new_root, "admin", |key| key != "bind");
+    d.whole(old_root, new_root, "access_log", "access_log");
+    d.whole(old_root, new_root, "tests", "tests");
+    d.listeners(get(old_root, "listeners"), get(new_root, "listeners"));
+    d.pools(get(old_root, "pools"), get(new_root, "pools"));
+    d.changes
 }
 
 /// The changes for a person, grouped, with a closing count.
@@ -206,9 +215,9 @@ impl Diff {
                         show(get(l, "protocol")),
                         show(get(l, "bind"))
                     ),
-                    true,
+                    false,
                 ),
-                (Some(_), None) => self.add("listeners", format!("- {name}"), true),
+                (Some(_), None) => self.add("listeners", format!("- {name}"), false),
                 (Some(a), Some(b)) => self.listener(&name, a, b),
                 (None, None) => {}
             }
@@ -222,7 +231,7 @@ impl Diff {
                 continue;
             }
             match key.as_str() {
-                "bind" => self.changed("listeners", &format!("{name}: bind"), x, y, true),
+                "bind" => self.changed("listeners", &format!("{name}: bind"), x, y, false),
                 "pool" => self.changed("routes", &format!("{name}: pool"), x, y, true),
                 "routes" => self.routes(name, x, y),
                 "filters" => self.filters(name, x, y),
@@ -285,13 +294,19 @@ impl Diff {
         }
     }
 
-    /// TLS on or off needs an upgrade (the accept path changes); other certificate
-    /// changes, file contents included, apply in place.
+    /// TLS on or off, `client_ca` and `min_version` need an upgrade (the accept path
+    /// changes); certificate changes, file contents included, apply in place.
     fn tls(&mut self, listener: &str, a: Option<&Value>, b: Option<&Value>) {
         match (a, b) {
             (None, Some(_)) => self.add("certificates", format!("+ {listener}: TLS on"), false),
             (Some(_), None) => self.add("certificates", format!("- {listener}: TLS off"), false),
-            (Some(x), Some(y)) => self.changed("certificates", listener, Some(x), Some(y), true),
+            (Some(x), Some(y)) => {
+                for key in keys(Some(x), Some(y)) {
+                    let in_place = !matches!(key.as_str(), "client_ca" | "min_version");
+                    let what = format!("{listener}: tls.{key}");
+                    self.changed("certificates", &what, get(x, &key), get(y, &key), in_place);
+                }
+            }
             (None, None) => {}
         }
     }
@@ -411,7 +426,7 @@ listeners:
     }
 
     #[test]
-    fn listeners_added_removed_and_rebound_apply_in_place() {
+    fn listeners_added_removed_and_rebound_need_an_upgrade() {
         let new = BASE
             .replace(
                 "  db: {protocol: tcp, bind: 127.0.0.1:5432, pool: api}\n",
@@ -422,16 +437,16 @@ listeners:
         assert_eq!(
             changes(BASE, &new),
             [
-                ("- db".to_string(), "listeners", true),
+                ("- db".to_string(), "listeners", false),
                 (
                     "+ raw (tcp on 127.0.0.1:7000)".to_string(),
                     "listeners",
-                    true
+                    false
                 ),
                 (
                     "~ web: bind: 127.0.0.1:80 → [\"127.0.0.1:80\",\"127.0.0.1:81\"]".to_string(),
                     "listeners",
-                    true
+                    false
                 ),
             ]
         );

@@ -31,6 +31,8 @@ pub(crate) struct ServerSection {
 pub(crate) struct AdminSection {
     /// Address of the admin HTTP endpoint.
     pub(crate) bind: String,
+    /// A file holding the token every POST must carry (`Authorization: Bearer …`).
+    pub(crate) token_file: Option<String>,
 }
 
 /// `access_log:` — one line per HTTP request and TCP connection (Tioga's extension).

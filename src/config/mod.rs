@@ -58,6 +58,8 @@ pub(crate) struct Config {
     pub(crate) server: ServerSettings,
     /// The admin endpoint, if any.
     pub(crate) admin: Option<SocketAddr>,
+    /// The token `POST`s to the admin endpoint must carry (`admin.token_file`'s text).
+    pub(crate) admin_token: Option<String>,
     /// The access log, if enabled.
     pub(crate) access_log: Option<AccessLogSpec>,
     /// Pools, in name order.
@@ -198,6 +200,14 @@ impl Config {
         file: &Path,
         filters: &crate::filter::Registry,
     ) -> Result<Config, ConfigError> {
+        Self::read(file, filters).map(|(_, config)| config)
+    }
+
+    /// As [`Config::load`], with the text the config was read from.
+    pub(crate) fn read(
+        file: &Path,
+        filters: &crate::filter::Registry,
+    ) -> Result<(String, Config), ConfigError> {
         use std::io::Read;
         let read_error = |source| ConfigError::Read {
             file: file.to_path_buf(),
@@ -224,7 +234,8 @@ impl Config {
         }
         let text = String::from_utf8(bytes)
             .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-        validate::validate(file, &text, filters)
+        let config = validate::validate(file, &text, filters)?;
+        Ok((text, config))
     }
 
     /// The pool named `name`.

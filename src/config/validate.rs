@@ -99,7 +99,10 @@ fn build(file: &Path, root: &Value, filters: &Registry, p: &mut Problems) -> Opt
         }
     }
     let server = server(map.get("server"), p);
-    let admin = map.get("admin").and_then(|v| admin(v, p));
+    let (admin, admin_token) = match map.get("admin").and_then(|v| admin(file, v, p)) {
+        Some((bind, token)) => (bind, token),
+        None => (None, None),
+    };
     let access_log = map.get("access_log").and_then(|v| access_log(v, p));
     let raw_pools = named(map.get("pools"), "pools", p);
     // Every named pool counts as known, even one with problems of its own.
@@ -130,6 +133,7 @@ fn build(file: &Path, root: &Value, filters: &Registry, p: &mut Problems) -> Opt
         file: file.to_path_buf(),
         server: server?,
         admin,
+        admin_token,
         access_log,
         pools,
         listeners,
@@ -215,9 +219,37 @@ fn default_file(name: &str) -> String {
         .into_owned()
 }
 
-fn admin(value: &Value, p: &mut Problems) -> Option<SocketAddr> {
+/// `admin.bind`, and the token read from `admin.token_file` (read at every load, so a
+/// reload picks up a new token).
+fn admin(
+    file: &Path,
+    value: &Value,
+    p: &mut Problems,
+) -> Option<(Option<SocketAddr>, Option<String>)> {
     let a: file::AdminSection = p.parse("admin", value)?;
-    address(&a.bind, "admin.bind", p)
+    let bind = address(&a.bind, "admin.bind", p);
+    let token = a.token_file.and_then(|t| {
+        let base = file.parent().unwrap_or(Path::new("."));
+        let path = base.join(&t);
+        match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => Some(text.trim().to_string()),
+            Ok(_) => {
+                p.add(
+                    "admin.token_file",
+                    format!("{}: the file is empty", path.display()),
+                );
+                None
+            }
+            Err(e) => {
+                p.add(
+                    "admin.token_file",
+                    format!("{}: cannot read: {e}", path.display()),
+                );
+                None
+            }
+        }
+    });
+    Some((bind, token))
 }
 
 fn access_log(value: &Value, p: &mut Problems) -> Option<AccessLogSpec> {

@@ -122,6 +122,13 @@ impl AccessLog {
     }
 }
 
+impl Drop for AccessLog {
+    /// A log a reload replaced keeps the lines of the requests that used it.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// The writer loop: every [`BATCH_INTERVAL`] writes the batch. Nothing wakes it per
 /// line (that would cost a futex wake and a context switch per request). It ends when
 /// the access log is gone.

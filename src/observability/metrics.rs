@@ -38,6 +38,8 @@ pub(crate) struct Metrics {
     backend_transitions: IntCounterVec,
     pool_retries: IntCounterVec,
     config_loaded: IntGauge,
+    config_reloads: IntCounterVec,
+    config_info: IntGaugeVec,
     access_log_dropped: IntCounter,
     udp: super::udp_metrics::UdpFamilies,
     resilience: super::pool_metrics::ResilienceMetrics,
@@ -189,6 +191,16 @@ impl Metrics {
         registry
             .register(Box::new(config_loaded.clone()))
             .expect("unique metric");
+        let config_reloads = counter(
+            "tioga_config_reloads_total",
+            "Reloads in place (SIGHUP, POST /reload, and automatic rollbacks) by result",
+            &["result"],
+        );
+        let config_info = gauge(
+            "tioga_config_info",
+            "1 for the hash (SHA-256 of the file) of the running config",
+            &["hash"],
+        );
         let access_log_dropped = IntCounter::new(
             "tioga_access_log_dropped_total",
             "Access log lines dropped because the writer fell behind",
@@ -284,6 +296,8 @@ impl Metrics {
             ),
             http_duration,
             config_loaded,
+            config_reloads,
+            config_info,
             access_log_dropped,
             registry,
         }
@@ -368,6 +382,17 @@ impl Metrics {
     /// Records when the config was loaded.
     pub(crate) fn set_config_loaded(&self, unix_seconds: i64) {
         self.config_loaded.set(unix_seconds);
+    }
+
+    /// Records the running config's hash (the gauge of the previous one is removed).
+    pub(crate) fn set_config_hash(&self, hash: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
+    }
+
+    /// Counts a reload with `result` (`ok`, `refused`, `rolled_back`).
+    pub(crate) fn config_reloaded(&self, result: &str) {
+        self.config_reloads.with_label_values(&[result]).inc();
     }
 
     /// Copies each backend's live figures into its metrics.

@@ -97,6 +97,8 @@ pub(crate) struct Status {
     pub(crate) config_file: String,
     /// When this process started.
     pub(crate) started_at: SystemTime,
+    /// The running config's hash and the last reload.
+    pub(crate) config: Arc<super::reload::ConfigState>,
     /// Listeners in name order.
     pub(crate) listeners: Vec<ListenerStatus>,
     /// Pools in name order.
@@ -115,6 +117,7 @@ impl Status {
             "version": env!("CARGO_PKG_VERSION"),
             "config_file": self.config_file,
             "started_at": unix(self.started_at),
+            "config": self.config.render(),
             "now": unix(SystemTime::now()),
             "listeners": self.listeners.iter().map(listener).collect::<Vec<_>>(),
             "pools": self.pools.iter().map(|p| pool(p)).collect::<Vec<_>>(),
@@ -223,7 +226,7 @@ fn pool(p: &Pool) -> Value {
             let error = if result == "failed" { b.last_error.lock().map(|e| e.clone()).unwrap_or_default() } else { String::new() };
             let out: Vec<&str> = b.reasons().iter().map(|r| r.as_str()).collect();
             json!({
-                "address": b.addr.to_string(), "weight": b.weight, "healthy": b.eligible(),
+                "address": b.addr.to_string(), "weight": b.weight(), "healthy": b.eligible(),
                 "state": b.admin_state().as_str(), "out": out,
                 "ejections": b.outlier.ejections.load(Ordering::Relaxed),
                 "active": b.active.load(Ordering::Relaxed), "requests": b.total.load(Ordering::Relaxed),

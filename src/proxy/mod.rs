@@ -17,6 +17,7 @@ pub(crate) mod http;
 mod http_log;
 mod http_retry;
 mod http_sticky;
+pub(crate) mod live;
 mod relay;
 pub(crate) mod sni;
 mod splice;

@@ -6,6 +6,7 @@ pub(crate) mod config_tests;
 pub(crate) mod explain;
 mod handover;
 mod http2;
+mod live;
 mod runtime_dir;
 mod services;
 mod signals;
@@ -113,8 +114,14 @@ fn check_binds(config: &Config) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Builds every service of `config` and runs the server until it is told to stop.
-pub(crate) fn run(config: Config, mode: RunMode) -> Result<(), ServerError> {
+/// Builds every service of `config` (read from `text`; `filters` builds the filters of
+/// the configs reloads read) and runs the server until it is told to stop.
+pub(crate) fn run(
+    config: Config,
+    text: String,
+    filters: std::sync::Arc<crate::filter::Registry>,
+    mode: RunMode,
+) -> Result<(), ServerError> {
     if !mode.upgrade {
         check_binds(&config)?;
     }
@@ -157,19 +164,18 @@ pub(crate) fn run(config: Config, mode: RunMode) -> Result<(), ServerError> {
         config.listeners.len()
     );
     let phases = server.watch_execution_phase();
-    let (services, access_log) = services::build(config, &server.configuration, phases)?;
+    let (services, live) = services::build(config, text, filters, &server.configuration, phases)?;
     server.add_services(services);
     log::info!("tioga: starting {summary}");
     server.run(RunArgs {
         shutdown_signal: Box::new(signals::Signals {
+            live: live.clone(),
             upgrade_sock,
             relay: relay.path().to_string(),
         }),
     });
     relay.remove();
     // The last requests' lines may still wait for the writer thread.
-    if let Some(log) = access_log {
-        log.flush();
-    }
+    live.flush_access_log();
     std::process::exit(0);
 }

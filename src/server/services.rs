@@ -1,21 +1,28 @@
-//! Builds the Pingora services of a config: each pool once (with its health-check
-//! service), one proxy service per listener sharing those pools, and the admin
-//! service. Observability handles are resolved here, once.
+//! Builds the Pingora services of a config: one proxy service per listener sharing
+//! the pools, and the admin service. Each listener's app (routes, pools, filters) is
+//! built apart from its service (sockets, accept stack), so a reload can build a new
+//! app and put it in place (`live.rs`). Observability handles are resolved here.
 
+use super::live::Live;
 use super::ServerError;
 use crate::config::{Config, ListenerKind, ListenerSpec, RouteSpec, TcpRouteSpec};
 use crate::filter::FilterChain;
 use crate::observability::access_log::AccessLog;
 use crate::observability::admin::Admin;
 use crate::observability::metrics::Metrics;
+use crate::observability::reload::ConfigState;
 use crate::observability::status::{
     ListenerInfo, ListenerStatus, RouteStatus, Status, TcpRouteStatus,
 };
 use crate::proxy::accept::{HeadTimeouts, Limit, ProxyProtocol, Stack};
 use crate::proxy::http::{HttpProxy, RouteTarget};
+use crate::proxy::live::{slot, LiveHttp, LiveTcp, Slot};
 use crate::proxy::tcp::{route_name, TcpProxy, TcpRoute};
+use crate::proxy::tls::{Certificates, ListenerTls};
+use crate::proxy::udp::{UdpProxy, UdpService};
 use crate::routing::RouteTable;
 use crate::upstream::{PeerTemplate, Pool};
+use crate::vocab::{HeadRules, TlsSpec};
 use pingora_core::apps::http_app::HttpServer;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::services::listening::Service;
@@ -26,23 +33,107 @@ use std::time::SystemTime;
 
 mod udp;
 
-type Services = Vec<Box<dyn ServiceWithDependents>>;
+pub(super) type Services = Vec<Box<dyn ServiceWithDependents>>;
 
 /// Everything a listener needs from the shared parts.
-struct Shared {
-    pools: BTreeMap<String, Arc<Pool>>,
-    grace_period: std::time::Duration,
-    metrics: Arc<Metrics>,
-    access_log: Option<Arc<AccessLog>>,
-    phases: tokio::sync::broadcast::Receiver<pingora_core::server::ExecutionPhase>,
+pub(super) struct Shared {
+    pub(super) pools: BTreeMap<String, Arc<Pool>>,
+    pub(super) grace_period: std::time::Duration,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) access_log: Option<Arc<AccessLog>>,
+    pub(super) phases: tokio::sync::broadcast::Receiver<pingora_core::server::ExecutionPhase>,
 }
 
-/// All services of `config`, and the access log (to flush at exit).
+/// A listener's app: what serves its requests, connections or datagrams, and what a
+/// reload replaces.
+pub(super) enum App {
+    /// An HTTP listener's.
+    Http(HttpProxy),
+    /// A TCP listener's.
+    Tcp(TcpProxy),
+    /// A UDP listener's.
+    Udp(UdpProxy),
+}
+
+/// What only a new process changes about a listener: its sockets and accept stack.
+pub(super) struct Accept {
+    name: String,
+    binds: Vec<std::net::SocketAddr>,
+    limit: Option<Limit>,
+    proxy: Option<ProxyProtocol>,
+    kind: AcceptKind,
+}
+
+enum AcceptKind {
+    Http {
+        tls: Option<TlsSpec>,
+        head: HeadRules,
+        coalesce: bool,
+        http2: bool,
+        timeouts: HeadTimeouts,
+    },
+    Tcp,
+    Udp,
+}
+
+impl Accept {
+    /// The TLS settings of an HTTP listener that terminates TLS.
+    pub(super) fn tls(&self) -> Option<&TlsSpec> {
+        match &self.kind {
+            AcceptKind::Http { tls, .. } => tls.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Where a reload puts a running listener's new app (and certificates).
+pub(super) enum Handle {
+    /// An HTTP listener.
+    Http {
+        /// Its app.
+        slot: Slot<HttpProxy>,
+        /// Its certificates, with TLS.
+        certs: Option<Arc<Certificates>>,
+    },
+    /// A TCP listener.
+    Tcp(Slot<TcpProxy>),
+    /// A UDP listener.
+    Udp(Slot<UdpProxy>),
+}
+
+impl Handle {
+    /// Whether `app` is of this listener's kind.
+    pub(super) fn accepts(&self, app: &App) -> bool {
+        matches!(
+            (self, app),
+            (Handle::Http { .. }, App::Http(_))
+                | (Handle::Tcp(_), App::Tcp(_))
+                | (Handle::Udp(_), App::Udp(_))
+        )
+    }
+
+    /// Puts `app` in place; `false` (nothing changed) when it is another kind.
+    pub(super) fn swap(&self, app: App) -> bool {
+        match (self, app) {
+            (Handle::Http { slot, .. }, App::Http(a)) => slot.store(Arc::new(a)),
+            (Handle::Tcp(slot), App::Tcp(a)) => slot.store(Arc::new(a)),
+            (Handle::Udp(slot), App::Udp(a)) => slot.store(Arc::new(a)),
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// Builds the services of `config`'s listeners and admin endpoint, and the live state
+/// that reloads change; the pools' background tasks (health checks, DNS discovery) are
+/// started by [`Live`], not by Pingora, so a reload can start and stop them.
 pub(super) fn build(
     config: Config,
+    text: String,
+    registry: Arc<crate::filter::Registry>,
     conf: &Arc<ServerConf>,
     phases: tokio::sync::broadcast::Receiver<pingora_core::server::ExecutionPhase>,
-) -> Result<(Services, Option<Arc<AccessLog>>), ServerError> {
+) -> Result<(Services, Arc<Live>), ServerError> {
     let mut services: Services = Vec::new();
     // Nothing can read metrics without the admin endpoint: then they are not recorded.
     let metrics = Arc::new(Metrics::new(config.admin.is_some()));
@@ -50,82 +141,111 @@ pub(super) fn build(
     metrics.register_collectors(crate::filter::builtin::store_collectors());
     let access_log = match &config.access_log {
         None => None,
-        Some(spec) => Some(Arc::new(
-            AccessLog::open(
-                &spec.target,
-                spec.format,
-                metrics.access_log_dropped().clone(),
-            )
-            .map_err(|e| ServerError::AccessLog(e.to_string()))?,
-        )),
+        Some(spec) => Some(open_access_log(spec, &metrics)?),
     };
-    let mut pools = BTreeMap::new();
-    for spec in config.pools {
-        let name = spec.name.clone();
-        let (pool, background) = Pool::build(spec);
-        services.extend(background);
-        pools.insert(name, pool);
-    }
-    let shared = Shared {
-        pools,
+    let live = Live::new(
+        &config,
+        text,
+        registry,
+        metrics.clone(),
+        phases.resubscribe(),
+    )
+    .map_err(ServerError::Upgrade)?;
+    let mut shared = Shared {
+        pools: BTreeMap::new(),
         grace_period: config.server.grace_period,
         metrics,
         access_log,
         phases,
     };
+    for spec in config.pools {
+        shared.pools.insert(spec.name.clone(), live.add_pool(spec));
+    }
     let explainer = Arc::new(super::explain::Explainer::new(
         &config.listeners,
         &shared.pools,
     ));
     let mut statuses = Vec::new();
+    let mut handles = BTreeMap::new();
     for l in config.listeners {
-        let (service, status) = listener(l, &shared, conf)?;
+        let name = l.name.clone();
+        let (app, status, accept) = app(l, &shared);
+        let (service, handle) = serve_listener(app, accept, &shared, conf)?;
         services.push(service);
         statuses.push(status);
+        handles.insert(name, handle);
     }
+    let view = live.start(handles, &shared, statuses, explainer, config.admin_token);
     if let Some(addr) = config.admin {
-        let status = Status {
-            config_file: config.file.display().to_string(),
-            started_at: SystemTime::now(),
-            listeners: statuses,
-            pools: shared.pools.values().cloned().collect(),
-        };
         let admin = Admin {
             metrics: shared.metrics.clone(),
-            status: Arc::new(status),
-            explain: explainer,
+            view,
+            reload: Arc::new(live.reloader()),
         };
         let mut service = Service::new("admin".to_string(), HttpServer::new_app(admin));
         service.add_tcp(&addr.to_string());
         services.push(Box::new(service));
     }
-    Ok((services, shared.access_log))
+    Ok((services, live))
 }
 
-fn unix_now() -> i64 {
+/// Opens the access log `spec` names.
+pub(super) fn open_access_log(
+    spec: &crate::config::AccessLogSpec,
+    metrics: &Metrics,
+) -> Result<Arc<AccessLog>, ServerError> {
+    AccessLog::open(
+        &spec.target,
+        spec.format,
+        metrics.access_log_dropped().clone(),
+    )
+    .map(Arc::new)
+    .map_err(|e| ServerError::AccessLog(e.to_string()))
+}
+
+pub(super) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// One listener's service and its status entry.
-fn listener(
-    l: ListenerSpec,
+/// The status document of `listeners` over `shared`'s pools.
+pub(super) fn status(
+    config_file: &std::path::Path,
+    started_at: SystemTime,
+    config: Arc<ConfigState>,
+    listeners: Vec<ListenerStatus>,
     shared: &Shared,
-    conf: &Arc<ServerConf>,
-) -> Result<(Box<dyn ServiceWithDependents>, ListenerStatus), ServerError> {
-    let service_name = format!("listener {}", l.name);
+) -> Status {
+    Status {
+        config_file: config_file.display().to_string(),
+        started_at,
+        config,
+        listeners,
+        pools: shared.pools.values().cloned().collect(),
+    }
+}
+
+/// A listener's app and status entry, and what its service is built from.
+pub(super) fn app(l: ListenerSpec, shared: &Shared) -> (App, ListenerStatus, Accept) {
     let name: Arc<str> = Arc::from(l.name.as_str());
     let info = ListenerInfo {
         name: l.name.clone(),
         binds: l.binds.iter().map(ToString::to_string).collect(),
         tls: matches!(&l.kind, ListenerKind::Http { tls: Some(_), .. }),
     };
-    let trusted = l.proxy_protocol;
     let refused = shared.metrics.proxy_protocol_refused(&l.name);
     let limit = l
         .max_connections
         .map(|max| Limit::new(max, shared.metrics.connections_refused(&l.name)));
+    let mut accept = Accept {
+        name: l.name.clone(),
+        binds: l.binds,
+        limit,
+        proxy: None,
+        kind: AcceptKind::Udp,
+    };
+    let trusted = l.proxy_protocol;
     match l.kind {
         ListenerKind::Http {
             tls,
@@ -158,24 +278,20 @@ fn listener(
                 no_route: proxy.no_route.clone(),
                 routes: route_status,
             };
-            let mut app = pingora_proxy::HttpProxy::new(proxy, conf.clone());
-            app.handle_init_modules();
-            app.server_options = Some(super::http2::server_options(
-                http2 && tls.is_none(),
-                head.keepalive_timeout,
-            ));
-            let timeouts = HeadTimeouts {
-                request_header: head.request_header_timeout,
-                keepalive: head.keepalive_timeout,
-                counters: shared.metrics.head_timeouts(&l.name),
-            };
-            let proxy =
+            accept.proxy =
                 trusted.map(|t| ProxyProtocol::new(t, head.request_header_timeout, refused));
-            let stack = Stack::http(tls, coalesce, timeouts)
-                .with_http2(http2)
-                .with_limit(limit)
-                .with_proxy_protocol(proxy);
-            Ok((serve(&stack, service_name, app, &l.binds, &l.name)?, status))
+            accept.kind = AcceptKind::Http {
+                tls,
+                head,
+                coalesce,
+                http2,
+                timeouts: HeadTimeouts {
+                    request_header: head.request_header_timeout,
+                    keepalive: head.keepalive_timeout,
+                    counters: shared.metrics.head_timeouts(&l.name),
+                },
+            };
+            (App::Http(proxy), status, accept)
         }
         ListenerKind::Tcp {
             routes,
@@ -194,39 +310,113 @@ fn listener(
                 grace_period: shared.grace_period,
                 busy_poll,
             };
-            let first = app.routes.routes().next().map(|(_, r)| r.metrics.clone());
-            let status = ListenerStatus::Tcp {
-                info,
-                pool: pools,
-                filters: filters.into_iter().map(|f| f.name).collect(),
-                metrics: first.unwrap_or_else(|| app.no_route.clone()),
-                routes: app
-                    .routes
-                    .routes()
-                    .filter_map(|(m, r)| {
-                        Some(TcpRouteStatus {
-                            name: r.name.as_deref()?.to_string(),
-                            matches: m.describe(),
-                            pool: r.pool.name().to_string(),
-                            connections: r.taken.clone()?,
-                        })
-                    })
-                    .collect(),
-                no_route: app.no_route.connections.clone(),
-            };
-            let proxy = trusted.map(|t| ProxyProtocol::new(t, peek_timeout, refused));
-            Ok((
-                serve(
-                    &Stack::tcp().with_limit(limit).with_proxy_protocol(proxy),
-                    service_name,
-                    app,
-                    &l.binds,
-                    &l.name,
-                )?,
-                status,
-            ))
+            let status = tcp_status(&app, info, pools, filters);
+            accept.proxy = trusted.map(|t| ProxyProtocol::new(t, peek_timeout, refused));
+            accept.kind = AcceptKind::Tcp;
+            (App::Tcp(app), status, accept)
         }
-        ListenerKind::Udp(spec) => Ok(udp::listener(name, info, l.binds, spec, shared)),
+        ListenerKind::Udp(spec) => {
+            let (app, status) = udp::app(name, info, spec, shared);
+            (App::Udp(app), status, accept)
+        }
+    }
+}
+
+/// A TCP listener's status entry.
+fn tcp_status(
+    app: &TcpProxy,
+    info: ListenerInfo,
+    pools: String,
+    filters: Vec<crate::config::FilterSpec>,
+) -> ListenerStatus {
+    let first = app.routes.routes().next().map(|(_, r)| r.metrics.clone());
+    ListenerStatus::Tcp {
+        info,
+        pool: pools,
+        filters: filters.into_iter().map(|f| f.name).collect(),
+        metrics: first.unwrap_or_else(|| app.no_route.clone()),
+        routes: app
+            .routes
+            .routes()
+            .filter_map(|(m, r)| {
+                Some(TcpRouteStatus {
+                    name: r.name.as_deref()?.to_string(),
+                    matches: m.describe(),
+                    pool: r.pool.name().to_string(),
+                    connections: r.taken.clone()?,
+                })
+            })
+            .collect(),
+        no_route: app.no_route.connections.clone(),
+    }
+}
+
+/// A listener's service, running `app` behind the accept stack `accept` describes,
+/// and the handle through which reloads replace the app.
+fn serve_listener(
+    app: App,
+    accept: Accept,
+    shared: &Shared,
+    conf: &Arc<ServerConf>,
+) -> Result<(Box<dyn ServiceWithDependents>, Handle), ServerError> {
+    let service_name = format!("listener {}", accept.name);
+    let tls_error = |reason: String| ServerError::Tls {
+        listener: accept.name.clone(),
+        reason,
+    };
+    match (app, accept.kind) {
+        (
+            App::Http(proxy),
+            AcceptKind::Http {
+                tls,
+                head,
+                coalesce,
+                http2,
+                timeouts,
+            },
+        ) => {
+            let (tls, certs) = match tls {
+                None => (None, None),
+                Some(spec) => {
+                    let certs = Certificates::new(Certificates::read(&spec).map_err(tls_error)?);
+                    let tls = ListenerTls {
+                        spec,
+                        certs: certs.clone(),
+                    };
+                    (Some(tls), Some(certs))
+                }
+            };
+            let plain = tls.is_none();
+            let slot = slot(proxy);
+            let live = LiveHttp { slot: slot.clone() };
+            let mut app = pingora_proxy::HttpProxy::new(live, conf.clone());
+            app.handle_init_modules();
+            app.server_options = Some(super::http2::server_options(
+                http2 && plain,
+                head.keepalive_timeout,
+            ));
+            let stack = Stack::http(tls, coalesce, timeouts)
+                .with_http2(http2)
+                .with_limit(accept.limit)
+                .with_proxy_protocol(accept.proxy);
+            let service = serve(&stack, service_name, app, &accept.binds, &accept.name)?;
+            Ok((service, Handle::Http { slot, certs }))
+        }
+        (App::Tcp(proxy), _) => {
+            let slot = slot(proxy);
+            let stack = Stack::tcp()
+                .with_limit(accept.limit)
+                .with_proxy_protocol(accept.proxy);
+            let live = LiveTcp { slot: slot.clone() };
+            let service = serve(&stack, service_name, live, &accept.binds, &accept.name)?;
+            Ok((service, Handle::Tcp(slot)))
+        }
+        (App::Udp(proxy), _) => {
+            let slot = slot(proxy);
+            let service = UdpService::new(slot.clone(), accept.binds, shared.phases.resubscribe());
+            Ok((Box::new(service), Handle::Udp(slot)))
+        }
+        (App::Http(_), _) => Err(tls_error("an HTTP app without HTTP settings".into())),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Signals with the contract's meaning, plus two safety rules Pingora lacks. A SIGQUIT
+//! Signals with the contract's meaning, plus two safety rules Pingora lacks. SIGHUP
+//! reloads the config in place (`live.rs`) and the process keeps running. A SIGQUIT
 //! (hand the sockets to a new process, then drain) is only acted on when a new process
 //! is actually waiting for the sockets on `upgrade_sock`, and only when that process
 //! runs as Tioga's own user (see `handover`). Otherwise the old process says so in its
@@ -15,8 +16,10 @@ use tokio::signal::unix::{signal, SignalKind};
 const SUCCESSOR_WAIT: Duration = Duration::from_secs(5);
 
 /// SIGQUIT = upgrade (when a successor of our uid waits), SIGTERM = graceful,
-/// SIGINT = fast.
+/// SIGINT = fast, SIGHUP = reload in place.
 pub(super) struct Signals {
+    /// What SIGHUP reloads.
+    pub(crate) live: std::sync::Arc<super::live::Live>,
     /// The operator's upgrade socket.
     pub(crate) upgrade_sock: String,
     /// Where Pingora sends the sockets (its `upgrade_sock`), for Tioga to pass on.
@@ -26,10 +29,11 @@ pub(super) struct Signals {
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
-        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut quit), Ok(mut term), Ok(mut int), Ok(mut hup)) = (
             signal(SignalKind::quit()),
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
         ) else {
             log::error!("cannot install signal handlers; shutting down");
             return ShutdownSignal::FastShutdown;
@@ -43,6 +47,9 @@ impl ShutdownSignalWatch for Signals {
                 }
                 _ = term.recv() => return ShutdownSignal::GracefulTerminate,
                 _ = int.recv() => return ShutdownSignal::FastShutdown,
+                _ = hup.recv() => {
+                    self.live.reload_async("SIGHUP").await;
+                }
             }
         }
     }

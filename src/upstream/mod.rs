@@ -230,7 +230,7 @@ impl Pool {
                     let b = t.get(i);
                     let factor = ramp.map_or(1.0, |r| slow_start::factor(b.back_since(), r, now));
                     let active = b.active.load(Ordering::Relaxed);
-                    (b.ewma.cost(now), active, b.weight as f64 * factor)
+                    (b.ewma.cost(now), active, b.weight() as f64 * factor)
                 };
                 let eligible = |i| self.eligible(t, i, tried, mode);
                 return p2c::pick(t.len(), eligible, &probe, |k| fastrand::usize(..k))
@@ -431,5 +431,60 @@ impl Pool {
     /// Whether selection uses a key at all.
     pub(crate) fn uses_key(&self) -> bool {
         matches!(self.spec.balance, Balance::ConsistentHash(_))
+    }
+
+    /// Ends every operator's change (a reload): each backend ready, at its configured
+    /// weight.
+    pub(crate) fn reset_operator(&self) {
+        let t = self.table();
+        for b in t.iter() {
+            b.set_admin_state(state::AdminState::Ready);
+        }
+        let configured = |b: &state::BackendState| {
+            self.spec
+                .backends
+                .iter()
+                .find(|s| s.addr == b.addr)
+                .map_or(b.weight(), |s| s.weight)
+        };
+        if self.spec.discovery.is_none() && t.iter().any(|b| b.weight() != configured(b)) {
+            self.set_backends(&self.spec.backends);
+        }
+    }
+
+    /// An operator's change to backend `addr` (admin API): its state, its weight (1 to
+    /// 1000). A new weight rebuilds the selection as discovery does, so every backend
+    /// keeps its state. `Err` names what is wrong; nothing changes then.
+    pub(crate) fn set_by_operator(
+        &self,
+        addr: SocketAddr,
+        state: Option<state::AdminState>,
+        weight: Option<usize>,
+    ) -> Result<(), String> {
+        if weight.is_some_and(|w| !(1..=1000).contains(&w)) {
+            return Err(
+                "weight must be from 1 to 1000 (to take a backend out, use state drain or maint)"
+                    .into(),
+            );
+        }
+        let m = self.members();
+        let Some(i) = m.table.iter().position(|b| b.addr == addr) else {
+            return Err(format!("pool {} has no backend {addr}", self.name()));
+        };
+        if let Some(w) = weight.filter(|w| *w != m.table.get(i).weight()) {
+            let backends: Vec<BackendSpec> = m
+                .table
+                .iter()
+                .map(|b| BackendSpec {
+                    addr: b.addr,
+                    weight: if b.addr == addr { w } else { b.weight() },
+                })
+                .collect();
+            self.set_backends(&backends);
+        }
+        if let Some(state) = state {
+            self.table().get(i).set_admin_state(state);
+        }
+        Ok(())
     }
 }

@@ -119,7 +119,7 @@ impl SmoothRoundRobin {
     pub(crate) fn new(table: &BackendTable) -> Self {
         let weights: Vec<i64> = table
             .iter()
-            .map(|b| i64::try_from(b.weight.max(1)).unwrap_or(i64::MAX / 1024))
+            .map(|b| i64::try_from(b.weight().max(1)).unwrap_or(i64::MAX / 1024))
             .collect();
         Self {
             current: Mutex::new(vec![0; weights.len()]),

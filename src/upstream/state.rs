@@ -95,8 +95,8 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct BackendState {
     /// Its address.
     pub(crate) addr: SocketAddr,
-    /// Its weight.
-    pub(crate) weight: usize,
+    /// Its weight (the admin API may change it).
+    weight: AtomicUsize,
     /// Requests or connections in flight.
     pub(crate) active: AtomicUsize,
     /// Requests or connections handed to it.
@@ -159,6 +159,11 @@ impl BackendState {
         out
     }
 
+    /// Its weight.
+    pub(crate) fn weight(&self) -> usize {
+        self.weight.load(Ordering::Relaxed)
+    }
+
     /// The operator's setting.
     pub(crate) fn admin_state(&self) -> AdminState {
         match self.admin.load(Ordering::Relaxed) {
@@ -169,7 +174,6 @@ impl BackendState {
     }
 
     /// Sets the operator's setting (drain, maint or back to ready).
-    #[allow(dead_code)] // for the admin API (`POST /pools/NAME/backends/ADDRESS`)
     pub(crate) fn set_admin_state(&self, state: AdminState) {
         self.admin.store(state as u8, Ordering::Relaxed);
     }
@@ -259,7 +263,7 @@ struct PoolCounters {
 fn fresh(addr: SocketAddr, weight: usize, epoch: Instant) -> Arc<BackendState> {
     Arc::new(BackendState {
         addr,
-        weight,
+        weight: AtomicUsize::new(weight),
         active: AtomicUsize::new(0),
         total: AtomicU64::new(0),
         connect_failures: AtomicU64::new(0),
@@ -297,13 +301,14 @@ impl BackendTable {
     }
 
     /// The table of a new set of backends: those already here keep their state
-    /// (health, counters, in-flight counts; a changed weight starts a backend afresh),
+    /// (health, counters, in-flight counts; a changed weight is updated in place),
     /// new ones start fresh, and the pool's counters carry on.
     pub(crate) fn successor(&self, backends: &[(SocketAddr, usize)]) -> Self {
         let kept = |addr: SocketAddr, weight: usize| {
             self.backends
                 .iter()
-                .find(|b| b.addr == addr && b.weight == weight)
+                .find(|b| b.addr == addr)
+                .inspect(|b| b.weight.store(weight, Ordering::Relaxed))
                 .cloned()
         };
         Self {

@@ -9,7 +9,6 @@
 //! another layer writes to the socket itself. TLS endpoints keep Pingora's defaults:
 //! rustls reads records in small pieces.
 
-use crate::vocab::TlsSpec;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_error::ErrorType;
 
@@ -39,7 +38,7 @@ impl Buffering {
     pub(super) fn endpoint(
         self,
         addr: &str,
-        tls: Option<&TlsSpec>,
+        tls: Option<&crate::proxy::tls::ListenerTls>,
         http2: bool,
     ) -> pingora_error::Result<ListenerConfig> {
         let endpoint = ListenerConfig::tcp(addr);

@@ -57,7 +57,7 @@ pub(crate) use proxy_protocol::parse as parse_proxy_header;
 pub(crate) use proxy_protocol::ProxyProtocol;
 
 use super::tls;
-use crate::vocab::{TlsSpec, TlsVersion};
+use crate::vocab::TlsVersion;
 use async_trait::async_trait;
 use buffering::Buffering;
 use coalesce::Coalesce;
@@ -75,7 +75,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 /// One listener's accept stack: each layer's switch (module docs).
 #[derive(Debug)]
 pub(crate) struct Stack {
-    tls: Option<TlsSpec>,
+    tls: Option<tls::ListenerTls>,
     buffering: Buffering,
     layers: Layers,
     timeouts: Option<HeadTimeouts>,
@@ -98,8 +98,14 @@ struct Layers {
 impl Stack {
     /// An HTTP listener's: the first-request guard, and coalescing as `coalesce` says,
     /// which replaces Pingora's write buffer on plain endpoints.
-    pub(crate) fn http(tls: Option<TlsSpec>, coalesce: bool, timeouts: HeadTimeouts) -> Stack {
-        let min_tls = tls.as_ref().map_or(TlsVersion::V1_2, |t| t.min_version);
+    pub(crate) fn http(
+        tls: Option<tls::ListenerTls>,
+        coalesce: bool,
+        timeouts: HeadTimeouts,
+    ) -> Stack {
+        let min_tls = tls
+            .as_ref()
+            .map_or(TlsVersion::V1_2, |t| t.spec.min_version);
         Stack {
             limit: None,
             http2: false,

@@ -2,8 +2,9 @@
 //! certificate resolver (several certificates chosen by SNI, [`resolver`]), client
 //! certificates (`client_ca`, [`client_cert`]), `min_version` (refused in the resolver
 //! when the ClientHello shows it, else closed once the handshake is done:
-//! [`version_allowed`]), and HTTP/2 offered by ALPN. The files are read when the listener's service is built, so a reload or an
-//! upgrade (a new process) reads them again.
+//! [`version_allowed`]), and HTTP/2 offered by ALPN. The certificate files are read when
+//! the listener is built and again by every reload ([`Certificates::replace`]); the
+//! client CA only when the listener is built (a new process).
 
 mod client_cert;
 mod names;
@@ -12,6 +13,7 @@ mod resolver;
 pub(crate) use client_cert::ClientSubject;
 
 use crate::vocab::{CertFiles, TlsSpec, TlsVersion};
+use arc_swap::ArcSwap;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::listeners::ALPN;
 use pingora_core::protocols::tls::SslDigest;
@@ -20,19 +22,54 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use std::sync::Arc;
 
+/// A TLS listener's settings and its certificates, which a reload replaces.
+#[derive(Debug, Clone)]
+pub(crate) struct ListenerTls {
+    /// The validated settings.
+    pub(crate) spec: TlsSpec,
+    /// The certificates the resolver answers with.
+    pub(crate) certs: Arc<Certificates>,
+}
+
+/// A listener's certificates and `min_version`, swapped whole by a reload.
+#[derive(Debug)]
+pub(crate) struct Certificates(ArcSwap<resolver::CertSet>);
+
+/// Certificates read from their files, ready to be put in place.
+#[derive(Debug)]
+pub(crate) struct CertSet(resolver::CertSet);
+
+impl Certificates {
+    /// Reads every certificate and key `spec` names.
+    pub(crate) fn read(spec: &TlsSpec) -> Result<CertSet, String> {
+        let entries = spec.certs.iter().map(load).collect::<Result<Vec<_>, _>>()?;
+        Ok(CertSet(resolver::CertSet {
+            entries,
+            min_version: spec.min_version,
+        }))
+    }
+
+    /// Certificates answering with `set`.
+    pub(crate) fn new(set: CertSet) -> Arc<Certificates> {
+        Arc::new(Certificates(ArcSwap::from_pointee(set.0)))
+    }
+
+    /// From now on, handshakes get a certificate of `set`.
+    pub(crate) fn replace(&self, set: CertSet) {
+        self.0.store(Arc::new(set.0));
+    }
+}
+
 /// The Pingora TLS settings of a listener; `http2` offers h2 before http/1.1 by ALPN.
-pub(crate) fn settings(spec: &TlsSpec, http2: bool) -> Result<TlsSettings, String> {
-    let entries = spec.certs.iter().map(load).collect::<Result<Vec<_>, _>>()?;
+pub(crate) fn settings(tls: &ListenerTls, http2: bool) -> Result<TlsSettings, String> {
+    let spec = &tls.spec;
     // The resolver replaces Pingora's certificate files; only mTLS needs the callback.
     let mut settings = match &spec.client_ca {
         None => TlsSettings::intermediate("", ""),
         Some(_) => TlsSettings::with_callbacks(Box::new(client_cert::KeepSubject)),
     }
     .map_err(|e| e.to_string())?;
-    settings.set_cert_resolver(Arc::new(resolver::SniResolver {
-        entries,
-        min_version: spec.min_version,
-    }));
+    settings.set_cert_resolver(Arc::new(resolver::SniResolver(tls.certs.clone())));
     if let Some(ca) = &spec.client_ca {
         settings.set_client_cert_verifier(client_cert::verifier(ca)?);
     }

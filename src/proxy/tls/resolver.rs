@@ -23,12 +23,16 @@ pub(super) struct Entry {
 
 /// The certificates of one listener (at least one).
 #[derive(Debug)]
-pub(super) struct SniResolver {
+pub(super) struct CertSet {
     pub(super) entries: Vec<Entry>,
     pub(super) min_version: TlsVersion,
 }
 
-impl SniResolver {
+/// Answers from the listener's current certificates (a reload replaces them).
+#[derive(Debug)]
+pub(super) struct SniResolver(pub(super) Arc<super::Certificates>);
+
+impl CertSet {
     /// The entry for `sni`: the first whose names match, else the first of all.
     fn choose(&self, sni: Option<&str>) -> Option<&Entry> {
         let chosen = sni.map(str::to_ascii_lowercase).and_then(|sni| {
@@ -47,11 +51,12 @@ fn is_tls13(suite: &rustls::CipherSuite) -> bool {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        if self.min_version == TlsVersion::V1_3 && !hello.cipher_suites().iter().any(is_tls13) {
+        let set = self.0 .0.load();
+        if set.min_version == TlsVersion::V1_3 && !hello.cipher_suites().iter().any(is_tls13) {
             log::debug!("refused a TLS handshake: the client cannot speak TLS 1.3 (min_version)");
             return None;
         }
-        self.choose(hello.server_name()).map(|e| e.key.clone())
+        set.choose(hello.server_name()).map(|e| e.key.clone())
     }
 }
 
@@ -76,7 +81,7 @@ mod tests {
 
     #[test]
     fn the_matching_certificate_else_the_first() {
-        let r = SniResolver {
+        let r = CertSet {
             entries: vec![
                 entry(&["a.example"]),
                 entry(&["*.b.example"]),

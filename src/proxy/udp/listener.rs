@@ -12,6 +12,7 @@ use super::{proxy_header, UdpProxy};
 use crate::filter::{Context, Decision, Hooks};
 use crate::observability::access_log::Entry;
 use crate::observability::udp_metrics::DropReason;
+use crate::proxy::live::Slot;
 use crate::routing::key::ip_key;
 use pingora_core::server::{ExecutionPhase, ShutdownWatch};
 use std::net::SocketAddr;
@@ -26,7 +27,10 @@ const BATCH: usize = 64;
 
 /// One listening socket and its flows.
 pub(super) struct Receiver {
+    /// The listener's app as of the last datagram.
     app: Arc<UdpProxy>,
+    /// Where a reload puts the new app.
+    slot: Slot<UdpProxy>,
     table: FlowTable<Flow>,
     cx: flow::Context,
     /// The socket's own address (the destination in PROXY headers).
@@ -38,7 +42,8 @@ pub(super) struct Receiver {
 
 impl Receiver {
     /// A receiver for `socket`.
-    pub(super) fn new(app: Arc<UdpProxy>, socket: UdpSocket) -> Self {
+    pub(super) fn new(slot: Slot<UdpProxy>, socket: UdpSocket) -> Self {
+        let app = slot.load_full();
         let table = FlowTable::new(app.spec.max_flows, app.spec.session_timeout);
         let local = socket
             .local_addr()
@@ -51,6 +56,7 @@ impl Receiver {
         };
         Receiver {
             app,
+            slot,
             table,
             cx,
             local,
@@ -114,8 +120,33 @@ impl Receiver {
         }
     }
 
+    /// Takes the app a reload put in place. Flows stay on their backends when the pool
+    /// is the same one (unchanged by the reload); otherwise they end here and the next
+    /// datagram of each starts a flow in the new pool.
+    fn reloaded(&mut self) {
+        let next = self.slot.load_full();
+        let moved = !Arc::ptr_eq(&self.app.pool, &next.pool);
+        if moved {
+            log::info!(
+                "listener {}: pool {} replaced by a reload; {} flow(s) move to pool {}",
+                self.app.name,
+                self.app.pool.name(),
+                self.table.len(),
+                next.pool.name()
+            );
+            for (client, flow) in self.table.drain() {
+                self.forget(client, flow);
+            }
+        }
+        self.cx.metrics = next.metrics.clone();
+        self.app = next;
+    }
+
     /// Passes one datagram from `client` to its flow, starting the flow if needed.
     async fn forward(&mut self, datagram: &[u8], client: SocketAddr) {
+        if !Arc::ptr_eq(&self.app, &self.slot.load()) {
+            self.reloaded();
+        }
         let now = self.cx.clock.now();
         if self.table.get_mut(&client).is_none() {
             match self.start(client).await {

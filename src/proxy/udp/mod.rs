@@ -23,6 +23,7 @@ mod socket;
 use crate::filter::FilterChain;
 use crate::observability::udp_metrics::UdpMetrics;
 use crate::observability::AccessLog;
+use crate::proxy::live::Slot;
 use crate::upstream::Pool;
 use async_trait::async_trait;
 use pingora_core::server::{ExecutionPhase, ListenFds, ShutdownWatch};
@@ -65,22 +66,22 @@ pub(crate) struct UdpSettings {
 pub(crate) struct UdpService {
     name: String,
     binds: Vec<SocketAddr>,
-    proxy: Arc<UdpProxy>,
+    proxy: Slot<UdpProxy>,
     phases: broadcast::Receiver<ExecutionPhase>,
 }
 
 impl UdpService {
-    /// The service of `proxy` on `binds`; `phases` tells it when the sockets have been
-    /// handed to a new process.
+    /// The service of the app in `proxy` on `binds`; `phases` tells it when the sockets
+    /// have been handed to a new process.
     pub(crate) fn new(
-        proxy: UdpProxy,
+        proxy: Slot<UdpProxy>,
         binds: Vec<SocketAddr>,
         phases: broadcast::Receiver<ExecutionPhase>,
     ) -> Self {
         UdpService {
-            name: format!("listener {}", proxy.name),
+            name: format!("listener {}", proxy.load().name),
             binds,
-            proxy: Arc::new(proxy),
+            proxy,
             phases,
         }
     }
@@ -101,10 +102,7 @@ impl Service for UdpService {
                     let receiver = listener::Receiver::new(self.proxy.clone(), socket);
                     tasks.spawn(receiver.run(shutdown.clone(), self.phases.resubscribe()));
                 }
-                Err(e) => log::error!(
-                    "listener {}: cannot listen on udp {addr}: {e}",
-                    self.proxy.name
-                ),
+                Err(e) => log::error!("{}: cannot listen on udp {addr}: {e}", self.name),
             }
         }
         while tasks.join_next().await.is_some() {}

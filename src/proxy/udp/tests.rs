@@ -10,7 +10,6 @@ use crate::upstream::{BackendSpec, Pool, PoolSpec};
 use crate::vocab::Balance;
 use ppp::v2;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 
@@ -36,7 +35,7 @@ async fn listen(
         resilience: Default::default(),
         discovery: None,
     });
-    let proxy = Arc::new(UdpProxy {
+    let proxy = crate::proxy::live::slot(UdpProxy {
         name: "u".into(),
         pool,
         filters: FilterChain::new([]),
