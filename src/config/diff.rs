@@ -75,6 +75,7 @@ fn changes(old_root: &Value, new_root: &Value) -> Vec<Change> {
     d.section(old_root, new_root, "admin", |key| key != "bind");
     d.whole(old_root, new_root, "access_log", "access_log");
     d.whole(old_root, new_root, "tests", "tests");
+    d.whole(old_root, new_root, "reload_guard", "server");
     d.listeners(get(old_root, "listeners"), get(new_root, "listeners"));
     d.pools(get(old_root, "pools"), get(new_root, "pools"));
     d.changes

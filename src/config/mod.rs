@@ -9,6 +9,7 @@ pub(crate) mod diff;
 mod discovery;
 pub mod error;
 pub(crate) mod file;
+pub(crate) mod guard;
 mod problems;
 mod resilience;
 mod shape;
@@ -60,6 +61,8 @@ pub(crate) struct Config {
     pub(crate) admin: Option<SocketAddr>,
     /// The token `POST`s to the admin endpoint must carry (`admin.token_file`'s text).
     pub(crate) admin_token: Option<String>,
+    /// Watches each reload in place and rolls it back when it hurts (`reload_guard`).
+    pub(crate) reload_guard: Option<guard::ReloadGuard>,
     /// The access log, if enabled.
     pub(crate) access_log: Option<AccessLogSpec>,
     /// Pools, in name order.
@@ -201,6 +204,16 @@ impl Config {
         filters: &crate::filter::Registry,
     ) -> Result<Config, ConfigError> {
         Self::read(file, filters).map(|(_, config)| config)
+    }
+
+    /// Validates `text` as the contents of `file` (a config kept in memory: a
+    /// rollback's).
+    pub(crate) fn parse(
+        file: &Path,
+        text: &str,
+        filters: &crate::filter::Registry,
+    ) -> Result<Config, ConfigError> {
+        validate::validate(file, text, filters)
     }
 
     /// As [`Config::load`], with the text the config was read from.

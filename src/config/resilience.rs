@@ -196,7 +196,7 @@ fn budget(b: &BudgetSection, path: &str, p: &mut Problems) -> BudgetSpec {
 }
 
 /// Reads `50%` (or a bare `50`) as a whole percentage from 0 to 100.
-fn percent(text: &str, path: &str, p: &mut Problems) -> Option<u32> {
+pub(super) fn percent(text: &str, path: &str, p: &mut Problems) -> Option<u32> {
     let t = text.trim();
     let digits = t.strip_suffix('%').unwrap_or(t).trim();
     match digits.parse::<u32>() {

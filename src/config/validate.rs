@@ -29,6 +29,7 @@ const TOP_KEYS: &[&str] = &[
     "pools",
     "listeners",
     "tests",
+    "reload_guard",
 ];
 
 /// Validates the text of `file`.
@@ -125,6 +126,9 @@ fn build(file: &Path, root: &Value, filters: &Registry, p: &mut Problems) -> Opt
         .collect::<Vec<_>>();
     check_binds(&listeners, admin, p);
     super::validate_udp::pools_fit(&listeners, &pools, p);
+    let reload_guard = map
+        .get("reload_guard")
+        .and_then(|v| super::guard::parse(v, p));
     let tests = map
         .get("tests")
         .map(|v| super::tests_key::parse(v, p))
@@ -134,6 +138,7 @@ fn build(file: &Path, root: &Value, filters: &Registry, p: &mut Problems) -> Opt
         server: server?,
         admin,
         admin_token,
+        reload_guard,
         access_log,
         pools,
         listeners,

@@ -20,6 +20,7 @@
 //! The pools' background work (health checks, DNS discovery) runs on a runtime owned
 //! here rather than as Pingora services, so that a reload can start and stop it.
 
+use super::guard::{self, Sample};
 use super::services::{self, Handle, Shared};
 use crate::config::{diff, AccessLogSpec, Config, ConfigError, PoolSpec};
 use crate::filter::Registry;
@@ -38,6 +39,7 @@ use pingora_core::services::{ServiceReadyNotifier, ServiceWithDependents};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 use tokio::sync::{broadcast, watch};
@@ -52,12 +54,16 @@ pub(crate) struct Live {
     /// Runs the pools' health checks and DNS discovery.
     background: tokio::runtime::Runtime,
     view: OnceLock<Arc<ArcSwap<AdminView>>>,
+    /// Counts the configs put in place (reloads and rollbacks).
+    generation: AtomicU64,
     state: Mutex<State>,
 }
 
 struct State {
     /// The running config's text.
     text: String,
+    /// The text before the last reload, while `reload_guard` may go back to it.
+    previous: Option<String>,
     pools: BTreeMap<String, Running>,
     listeners: BTreeMap<String, Handle>,
     access_log: Option<(AccessLogSpec, Arc<AccessLog>)>,
@@ -113,8 +119,10 @@ impl Live {
             started_at: SystemTime::now(),
             background,
             view: OnceLock::new(),
+            generation: AtomicU64::new(0),
             state: Mutex::new(State {
                 text,
+                previous: None,
                 pools: BTreeMap::new(),
                 listeners: BTreeMap::new(),
                 access_log: None,
@@ -218,7 +226,7 @@ impl Live {
     }
 
     /// Reads the file again and, when it loads and its tests pass, puts it in place.
-    fn reload(&self, by: &str) -> ReloadAnswer {
+    fn reload(self: &Arc<Self>, by: &str) -> ReloadAnswer {
         let started = Instant::now();
         let mut st = self.state();
         log::info!("reload ({by}): reading {}", self.file.display());
@@ -244,8 +252,17 @@ impl Live {
             .map(|c| format!("{}: {}", c.group, c.what))
             .collect();
         let digest = hash(&text);
+        let guarded = config.reload_guard.clone();
+        let before = self.sample().unwrap_or_default();
+        let previous = st.text.clone();
         if let Err(problem) = self.apply(&mut st, text, config, &mut upgrade) {
             return self.refused(by, vec![problem], 422);
+        }
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        st.previous = guarded.is_some().then_some(previous);
+        drop(st);
+        if let Some(g) = guarded {
+            guard::watch(self.clone(), generation, g, before);
         }
         let took = started.elapsed();
         for u in &upgrade {
@@ -281,6 +298,53 @@ impl Live {
         });
         self.config.applied(digest, "ok", body.clone());
         ReloadAnswer { status: 200, body }
+    }
+
+    /// Which config is in place: it changes with each reload and rollback.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The running config's answers and healthy backends (for `reload_guard`).
+    pub(super) fn sample(&self) -> Option<Sample> {
+        Some(Sample::of(&self.view.get()?.load().status))
+    }
+
+    /// Goes back to the config before reload `generation`, unless another config was
+    /// put in place since.
+    pub(super) fn roll_back(&self, generation: u64, why: &str) {
+        let mut st = self.state();
+        if self.generation() != generation {
+            return;
+        }
+        let Some(previous) = st.previous.take() else {
+            return;
+        };
+        let config = match Config::parse(&self.file, &previous, &self.registry) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("reload_guard: cannot go back to the previous config: {e}");
+                return;
+            }
+        };
+        let digest = hash(&previous);
+        let mut upgrade = Vec::new();
+        if let Err(e) = self.apply(&mut st, previous, config, &mut upgrade) {
+            log::error!("reload_guard: cannot go back to the previous config: {e}");
+            return;
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        log::error!(
+            "reload_guard: rolled back to config {} because {why}; {} still holds the \
+             config that was rolled back",
+            &digest[..12],
+            self.file.display()
+        );
+        self.metrics.config_reloaded("rolled_back");
+        self.metrics.set_config_hash(&digest);
+        self.metrics.set_config_loaded(services::unix_now());
+        let detail = json!({"result": "rolled_back", "why": why, "hash": digest});
+        self.config.applied(digest, "rolled_back", detail);
     }
 
     /// A refused reload: logged, counted, shown; the running config stays.

@@ -4,6 +4,7 @@
 
 pub(crate) mod config_tests;
 pub(crate) mod explain;
+mod guard;
 mod handover;
 mod http2;
 mod live;

@@ -135,8 +135,11 @@ pub(super) fn build(
     phases: tokio::sync::broadcast::Receiver<pingora_core::server::ExecutionPhase>,
 ) -> Result<(Services, Arc<Live>), ServerError> {
     let mut services: Services = Vec::new();
-    // Nothing can read metrics without the admin endpoint: then they are not recorded.
-    let metrics = Arc::new(Metrics::new(config.admin.is_some()));
+    // Nothing reads metrics without the admin endpoint or a reload guard: then they
+    // are not recorded.
+    let metrics = Arc::new(Metrics::new(
+        config.admin.is_some() || config.reload_guard.is_some(),
+    ));
     metrics.set_config_loaded(unix_now());
     metrics.register_collectors(crate::filter::builtin::store_collectors());
     let access_log = match &config.access_log {
