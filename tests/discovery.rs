@@ -314,9 +314,11 @@ fn a_discovered_backend_that_is_down_is_taken_out_by_the_probe_and_stays_out() {
     );
     let _tioga = Tioga::start(&config(listen, admin, &discovery), &[listen, admin]);
     let out = |b: &serde_json::Value| b["out"].as_array().cloned().unwrap_or_default();
-    wait_until(Duration::from_secs(10), "the probe to take the dead one out", || {
-        backend_status(admin, dead).is_some_and(|b| out(&b) == ["probe"])
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the probe to take the dead one out",
+        || backend_status(admin, dead).is_some_and(|b| out(&b) == ["probe"]),
+    );
     let failures = |b: &serde_json::Value| b["connect_failures"].as_u64().unwrap();
     let before = backend_status(admin, dead).unwrap();
     let b0 = live[0].requests();
@@ -324,9 +326,17 @@ fn a_discovered_backend_that_is_down_is_taken_out_by_the_probe_and_stays_out() {
         let r = get(listen, "/").unwrap_or_else(|e| panic!("request {i}: {e}"));
         assert_eq!(r.status, 200);
     }
-    assert_eq!(live[0].requests() - b0, 100, "every request to the live one");
+    assert_eq!(
+        live[0].requests() - b0,
+        100,
+        "every request to the live one"
+    );
     let after = backend_status(admin, dead).unwrap();
-    assert_eq!(failures(&after), failures(&before), "none tried on the dead one");
+    assert_eq!(
+        failures(&after),
+        failures(&before),
+        "none tried on the dead one"
+    );
 
     // A refresh that changes the set: the new backend is probed, the dead one keeps
     // its verdict (no transition: neither Pingora's probe state nor Tioga's reset).
@@ -345,7 +355,14 @@ fn a_discovered_backend_that_is_down_is_taken_out_by_the_probe_and_stays_out() {
     assert_eq!((d0, d1), (50, 50), "round robin over the two live ones");
     let kept = backend_status(admin, dead).unwrap();
     assert_eq!(out(&kept), ["probe"], "{kept}");
-    assert_eq!(kept["last_check"]["result"], "failed", "still probed: {kept}");
+    assert_eq!(
+        kept["last_check"]["result"], "failed",
+        "still probed: {kept}"
+    );
     assert_eq!(kept["transitions"].as_u64(), Some(transitions), "{kept}");
-    assert_eq!(failures(&kept), failures(&before), "none tried on the dead one");
+    assert_eq!(
+        failures(&kept),
+        failures(&before),
+        "none tried on the dead one"
+    );
 }

@@ -404,11 +404,7 @@ fn chaos_a_backend_killed_under_load_fails_no_get() {
     assert!(doc_has_no_health_check(admin));
     assert_eq!(b["ejections"], 1, "ejected once (60 s): {b}");
     let at = &b["last_ejection"];
-    let count = |v: &Value, key: &str| {
-        v[key]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{key} in {v}"))
-    };
+    let count = |v: &Value, key: &str| v[key].as_u64().unwrap_or_else(|| panic!("{key} in {v}"));
     // Its fifth consecutive failure ejected it.
     assert_eq!(count(at, "consecutive"), 5, "{b}");
     // No request chosen after the ejection went to it.
@@ -435,9 +431,11 @@ fn chaos_a_backend_killed_under_load_fails_no_get() {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     };
-    wait_until(Duration::from_secs(10), "every request in the access log", || {
-        entries().len() >= results.len()
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "every request in the access log",
+        || entries().len() >= results.len(),
+    );
     let entries = entries();
     let retried: u64 = entries.iter().map(|e| count(e, "retries")).sum();
     assert_eq!(

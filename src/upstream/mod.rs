@@ -151,12 +151,7 @@ impl Pool {
                     let m = current.read().unwrap_or_else(|e| e.into_inner());
                     m.table.clone()
                 });
-                lb.set_health_check(health::build(
-                    &spec.name,
-                    hc,
-                    spec.proxy_protocol,
-                    current,
-                ));
+                lb.set_health_check(health::build(&spec.name, hc, spec.proxy_protocol, current));
                 lb.health_check_frequency = Some(hc.interval);
                 lb.parallel_health_check = true;
                 let service =
@@ -198,7 +193,10 @@ impl Pool {
         }
         self.probed.set(members::backend_set(backends));
         if let Err(e) = self.lb.update().await {
-            log::warn!("pool {}: the health checks keep the last set: {e}", self.name());
+            log::warn!(
+                "pool {}: the health checks keep the last set: {e}",
+                self.name()
+            );
         }
     }
 

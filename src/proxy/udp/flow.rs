@@ -17,6 +17,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::task::AbortHandle;
 
@@ -227,10 +228,35 @@ async fn relay_answers(
     client: SocketAddr,
     cx: Context,
 ) {
+    let refused = || {
+        if !shared.refused.swap(true, Ordering::Relaxed) {
+            if let Some(o) = &outcomes {
+                o.failed();
+            }
+        }
+    };
     loop {
-        if let Err(e) = upstream.readable().await {
-            log::debug!("listener {}: flow of {client}: {e}", cx.name);
-            return;
+        // The error readiness too: an ICMP error wakes no reader by itself.
+        let ready = match upstream.ready(Interest::READABLE | Interest::ERROR).await {
+            Ok(ready) => ready,
+            Err(e) => {
+                log::debug!("listener {}: flow of {client}: {e}", cx.name);
+                return;
+            }
+        };
+        if ready.is_error() {
+            // Takes the socket's pending error; WouldBlock clears the readiness.
+            let _ = upstream.try_io(Interest::ERROR, || {
+                if let Ok(Some(e)) = upstream.take_error() {
+                    if e.kind() == io::ErrorKind::ConnectionRefused || unreachable(&e) {
+                        refused();
+                    }
+                }
+                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            });
+        }
+        if !ready.is_readable() {
+            continue;
         }
         loop {
             let step = ANSWER.with_borrow_mut(|buf| match upstream.try_recv(buf) {
@@ -260,11 +286,7 @@ async fn relay_answers(
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Wait,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    if !shared.refused.swap(true, Ordering::Relaxed) {
-                        if let Some(o) = &outcomes {
-                            o.failed();
-                        }
-                    }
+                    refused();
                     Step::Next
                 }
                 Err(e) => Step::Stop(e),

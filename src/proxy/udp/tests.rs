@@ -152,7 +152,12 @@ async fn refusals_count_as_failures_and_answers_as_successes() {
     let table = pool.table();
     let state = table.get(0);
     let errors = || state.errors.load(std::sync::atomic::Ordering::Relaxed);
-    let ejections = || state.outlier.ejections.load(std::sync::atomic::Ordering::Relaxed);
+    let ejections = || {
+        state
+            .outlier
+            .ejections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
     // Each client is a flow of its own.
     let refused_flow = || async {
         let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
