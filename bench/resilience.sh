@@ -66,6 +66,60 @@ RESILIENT="balance: p2c_ewma
     queue: {size: 1000, timeout: 2s}
     sticky: {cookie: srv, max_age: 1h}"
 
+# CALLGRIND=1: instructions per request instead of CPU time (repeatable on a loaded
+# machine): each variant runs alone under `valgrind --tool=callgrind`, instrumented only
+# for N requests (the same two halves of load, cookies included) after a warm-up, and
+# prints Ir/request and the ratios. Appends nothing.
+#   CALLGRIND=1 N=4000 BUILD=0 bash bench/resilience.sh
+if [[ ${CALLGRIND:-0} == 1 ]]; then
+  N=${N:-4000}
+  # The sticky ids as Tioga computes them (src/upstream/sticky.rs).
+  read -r -a IDS <<<"$(python3 -c "
+import hmac, hashlib
+k = hashlib.sha256(b'tioga sticky\0web\0srv').digest()
+print(' '.join(hmac.new(k, f'127.0.0.1:{p}'.encode(), hashlib.sha256).hexdigest()[:16] for p in ($A, $B)))")"
+  declare -A IR
+  for v in plain resilient resilient-new; do
+    port=$(free_port)
+    extra=""; [[ $v == resilient* ]] && extra=$RESILIENT
+    cat >"$TMP/$v.yaml" <<YAML
+server: {threads: 1, pid_file: $TMP/$v.pid, upgrade_sock: $TMP/$v.sock}
+pools:
+  web:
+    backends: [127.0.0.1:$A, 127.0.0.1:$B]
+    $extra
+listeners:
+  http: {protocol: http, bind: 127.0.0.1:$port, routes: [{pool: web}]}
+YAML
+    RUST_LOG=error valgrind --tool=callgrind --instr-atstart=no \
+      --callgrind-out-file="$TMP/$v.cg" "$TIOGA" -c "$TMP/$v.yaml" >"$TMP/$v.log" 2>&1 &
+    vp=$!; PIDS+=($vp)
+    for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    name=srv; [[ $v == resilient-new ]] && name=new
+    run() { # requests-per-half out-prefix
+      local i pids=()
+      for i in 0 1; do
+        h2load --h1 -t1 -c5 -n "$1" -H "cookie: $name=${IDS[$i]}" \
+          "http://127.0.0.1:$port/" >"$2.$i" 2>&1 & pids+=($!)
+      done
+      wait "${pids[@]}"
+    }
+    run 500 "$TMP/warm"
+    callgrind_control -i on "$vp" >/dev/null
+    run $((N / 2)) "$TMP/$v.h2"
+    callgrind_control -i off "$vp" >/dev/null
+    callgrind_control -d "$vp" >/dev/null
+    kill -INT "$vp"; wait "$vp" 2>/dev/null || true
+    ok=$(awk '/^requests:/ {s += $8} END {print s}' "$TMP/$v.h2.0" "$TMP/$v.h2.1")
+    total=$(callgrind_annotate "$TMP/$v.cg".* 2>/dev/null |
+      awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}')
+    IR[$v]=$((total / ok))
+    log "$v: $ok requests, $total Ir, ${IR[$v]} Ir/request"
+  done
+  python3 -c "print('resilient / plain: %.3f, resilient-new / plain: %.3f' % (${IR[resilient]} / ${IR[plain]}, ${IR[resilient-new]} / ${IR[plain]}))"
+  exit 0
+fi
+
 declare -A PORT PID
 start() { # name pool-extra
   local name=$1 port
