@@ -2,7 +2,8 @@
 //! dnsmasq, answering from a hosts file it re-reads on SIGHUP): records change under
 //! load, the new backend gets traffic within `refresh` + 1 s, the removed one gets
 //! nothing new, no request fails, and when the DNS server dies the last set keeps
-//! serving. SRV weights are honoured.
+//! serving. SRV weights are honoured. A discovered backend that is down is taken out
+//! by the health check and keeps that verdict across a change of set.
 
 mod common;
 
@@ -288,5 +289,80 @@ fn srv_weights_are_honoured() {
         (l, h),
         (100, 300),
         "smooth round robin honours the weights exactly"
+    );
+}
+
+/// Backend `addr` of pool `web` in `/status`, if it is in the set.
+fn backend_status(admin: SocketAddr, addr: SocketAddr) -> Option<serde_json::Value> {
+    let doc = status(admin);
+    let list = doc["pools"][0]["backends"].as_array()?.clone();
+    list.into_iter().find(|b| b["address"] == addr.to_string())
+}
+
+#[test]
+fn a_discovered_backend_that_is_down_is_taken_out_by_the_probe_and_stays_out() {
+    let live = backends_on(&["127.0.0.2", "127.0.0.4"]);
+    let port = live[0].addr().port();
+    // Nothing listens on 127.0.0.3 at that port.
+    let dead = SocketAddr::from(([127, 0, 0, 3], port));
+    let dns = Dns::start("127.0.0.2 api.test\n127.0.0.3 api.test\n", &[]);
+    let (listen, admin) = (free_addr(), free_addr());
+    let discovery = format!(
+        "{{dns: \"api.test:{port}\", refresh: 1s, resolver: \"{}\"}}
+    health_check: {{type: tcp, interval: 200ms, timeout: 500ms, rise: 1, fall: 1}}",
+        dns.addr
+    );
+    let _tioga = Tioga::start(&config(listen, admin, &discovery), &[listen, admin]);
+    let out = |b: &serde_json::Value| b["out"].as_array().cloned().unwrap_or_default();
+    wait_until(
+        Duration::from_secs(10),
+        "the probe to take the dead one out",
+        || backend_status(admin, dead).is_some_and(|b| out(&b) == ["probe"]),
+    );
+    let failures = |b: &serde_json::Value| b["connect_failures"].as_u64().unwrap();
+    let before = backend_status(admin, dead).unwrap();
+    let b0 = live[0].requests();
+    for i in 0..100 {
+        let r = get(listen, "/").unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(
+        live[0].requests() - b0,
+        100,
+        "every request to the live one"
+    );
+    let after = backend_status(admin, dead).unwrap();
+    assert_eq!(
+        failures(&after),
+        failures(&before),
+        "none tried on the dead one"
+    );
+
+    // A refresh that changes the set: the new backend is probed, the dead one keeps
+    // its verdict (no transition: neither Pingora's probe state nor Tioga's reset).
+    let transitions = before["transitions"].as_u64().unwrap();
+    dns.set_hosts("127.0.0.2 api.test\n127.0.0.3 api.test\n127.0.0.4 api.test\n");
+    let added = live[1].addr();
+    wait_until(Duration::from_secs(10), "the new backend probed", || {
+        backend_status(admin, added).is_some_and(|b| b["last_check"]["result"] == "ok")
+    });
+    let (b0, b1) = (live[0].requests(), live[1].requests());
+    for i in 0..100 {
+        let r = get(listen, "/").unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(r.status, 200);
+    }
+    let (d0, d1) = (live[0].requests() - b0, live[1].requests() - b1);
+    assert_eq!((d0, d1), (50, 50), "round robin over the two live ones");
+    let kept = backend_status(admin, dead).unwrap();
+    assert_eq!(out(&kept), ["probe"], "{kept}");
+    assert_eq!(
+        kept["last_check"]["result"], "failed",
+        "still probed: {kept}"
+    );
+    assert_eq!(kept["transitions"].as_u64(), Some(transitions), "{kept}");
+    assert_eq!(
+        failures(&kept),
+        failures(&before),
+        "none tried on the dead one"
     );
 }

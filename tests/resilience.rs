@@ -401,19 +401,56 @@ fn chaos_a_backend_killed_under_load_fails_no_get() {
     let failed_posts = failed_posts.len();
     let b = backend(admin, dead);
     assert_eq!(out_reasons(&b), vec!["outlier".to_string()], "{b}");
-    let failures = b["connect_failures"].as_u64().unwrap() + b["errors"].as_u64().unwrap();
-    // Five in a row eject it; requests already on their way to it (at most one per
-    // client) may fail alongside.
-    assert!(
-        failures <= 5 + 6,
-        "{failures} failures recorded before the ejection: {b}"
-    );
     assert!(doc_has_no_health_check(admin));
+    assert_eq!(b["ejections"], 1, "ejected once (60 s): {b}");
+    let at = &b["last_ejection"];
+    let count = |v: &Value, key: &str| v[key].as_u64().unwrap_or_else(|| panic!("{key} in {v}"));
+    // Its fifth consecutive failure ejected it.
+    assert_eq!(count(at, "consecutive"), 5, "{b}");
+    // No request chosen after the ejection went to it.
+    assert_eq!(
+        count(&b, "requests"),
+        count(at, "requests"),
+        "requests handed to the dead backend after its ejection: {b}"
+    );
+    // Failures recorded after the ejection belong to requests already under way to it
+    // then (the ejecting one is among `in_flight`).
+    let failures = count(&b, "connect_failures") + count(&b, "errors");
+    let (before, after) = (count(at, "failures"), failures - count(at, "failures"));
+    assert!(
+        after < count(at, "in_flight").max(1),
+        "{after} failures after the ejection, {} requests were under way then: {b}",
+        count(at, "in_flight")
+    );
+    // Each recorded failure is one try that failed there, counted once: a retry (the
+    // live backends never fail) or a request that failed outright.
+    let entries = || -> Vec<Value> {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "every request in the access log",
+        || entries().len() >= results.len(),
+    );
+    let entries = entries();
+    let retried: u64 = entries.iter().map(|e| count(e, "retries")).sum();
+    assert_eq!(
+        failures,
+        retried + failed_posts as u64,
+        "failures recorded on the dead backend vs. tries that failed there: {b}"
+    );
     eprintln!(
         "chaos: {} requests, {failed_posts} POSTs failed (all sent to the killed backend, \
-         {read_by_dead} of them logged as read by it), \
-         {failures} failures on it before ejection",
-        results.len()
+         {read_by_dead} of them logged as read by it); the dead one failed {before} times \
+         until its ejection ({} consecutive) and {after} times after it (requests under way \
+         then: {}), and got no request after it",
+        results.len(),
+        count(at, "consecutive"),
+        count(at, "in_flight"),
     );
 }
 

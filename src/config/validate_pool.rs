@@ -36,12 +36,6 @@ pub(super) fn pool(
                     "give either `backends` or `discovery`, not both",
                 );
             }
-            if s.health_check.is_some() {
-                p.add(
-                    join(&path, "health_check"),
-                    "not supported with `discovery` yet (passive health, `outlier`, is)",
-                );
-            }
             Vec::new()
         }
     };

@@ -229,6 +229,7 @@ fn pool(p: &Pool) -> Value {
                 "address": b.addr.to_string(), "weight": b.weight(), "healthy": b.eligible(),
                 "state": b.admin_state().as_str(), "out": out,
                 "ejections": b.outlier.ejections.load(Ordering::Relaxed),
+                "last_ejection": b.outlier.last_ejection(),
                 "active": b.active.load(Ordering::Relaxed), "requests": b.total.load(Ordering::Relaxed),
                 "errors": b.errors.load(Ordering::Relaxed), "connect_failures": b.connect_failures.load(Ordering::Relaxed),
                 "transitions": b.transitions.load(Ordering::Relaxed),

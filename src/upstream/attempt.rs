@@ -10,7 +10,7 @@
 //! attempt moves on or is dropped.
 
 use super::policy::Condition;
-use super::state::Lease;
+use super::state::{BackendTable, Lease};
 use super::Pool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -224,6 +224,17 @@ impl Attempt {
         }
     }
 
+    /// A handle that records the current backend's later outcomes from elsewhere (a UDP
+    /// flow's answer task); `None` before a backend is chosen.
+    pub(crate) fn outcomes(&self) -> Option<Outcomes> {
+        let lease = self.current.as_ref()?;
+        Some(Outcomes {
+            pool: self.pool.clone(),
+            table: lease.table_arc(),
+            index: lease.index(),
+        })
+    }
+
     /// The backend in use, or else the last one tried.
     pub(crate) fn backend(&self) -> Option<SocketAddr> {
         self.current
@@ -235,6 +246,27 @@ impl Attempt {
     /// Retries made so far.
     pub(crate) fn retries(&self) -> u32 {
         self.retries
+    }
+}
+
+/// Records outcomes of one backend for passive health, as [`Attempt::succeeded`] and
+/// [`Attempt::failed`] do, where the attempt itself is out of reach.
+pub(crate) struct Outcomes {
+    pool: Arc<Pool>,
+    table: Arc<BackendTable>,
+    index: usize,
+}
+
+impl Outcomes {
+    /// The backend served (a UDP answer came back).
+    pub(crate) fn succeeded(&self) {
+        self.pool.outlier_success(&self.table, self.index);
+    }
+
+    /// The backend failed (its host refused the port, or could not be reached).
+    pub(crate) fn failed(&self) {
+        self.table.get(self.index).count_error();
+        self.pool.outlier_failure(&self.table, self.index);
     }
 }
 

@@ -22,10 +22,37 @@ use hickory_resolver::{Resolver, TokioResolver};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::ServiceWithDependents;
+use pingora_load_balancing::discovery::ServiceDiscovery;
+use pingora_load_balancing::Backend;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+/// The set a pool's `LoadBalancer` health-checks: the pool's current backends. Pingora
+/// keeps each backend's probe state across a change of set, keyed by the backend.
+#[derive(Clone, Default)]
+pub(super) struct Probed(Arc<RwLock<BTreeSet<Backend>>>);
+
+impl Probed {
+    pub(super) fn new(set: BTreeSet<Backend>) -> Self {
+        Self(Arc::new(RwLock::new(set)))
+    }
+
+    /// Replaces the set; the `LoadBalancer` sees it at its next update.
+    pub(super) fn set(&self, set: BTreeSet<Backend>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = set;
+    }
+}
+
+#[async_trait]
+impl ServiceDiscovery for Probed {
+    async fn discover(&self) -> pingora_core::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
+        let set = self.0.read().unwrap_or_else(|e| e.into_inner()).clone();
+        Ok((set, HashMap::new()))
+    }
+}
 
 /// Lookups that failed or found nothing, for `/status` and the metrics.
 #[derive(Debug, Default)]
@@ -76,7 +103,7 @@ impl BackgroundService for Discovery {
                         self.pool.name(),
                         list.join(", ")
                     );
-                    self.pool.set_backends(&found);
+                    self.pool.set_backends(&found).await;
                     current = found;
                 }
                 Ok(_) => {}

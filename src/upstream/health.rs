@@ -19,13 +19,17 @@ use pingora_load_balancing::Backend;
 use std::sync::Arc;
 use tokio::time::Instant;
 
+/// The pool's current state table (DNS discovery replaces it when the set changes).
+pub(crate) type CurrentTable = Arc<dyn Fn() -> Arc<BackendTable> + Send + Sync>;
+
 /// Builds the health check of pool `pool` from its settings; with `proxy`, each probe
-/// starts with a PROXY header ([`super::proxy_header::for_health_check`]).
+/// starts with a PROXY header ([`super::proxy_header::for_health_check`]). Results are
+/// recorded in the table `table` returns at the time.
 pub(crate) fn build(
     pool: &str,
     spec: &HealthCheckSpec,
     proxy: Option<ProxyVersion>,
-    table: Arc<BackendTable>,
+    table: CurrentTable,
 ) -> Box<dyn HealthCheck + Send + Sync> {
     let inner: Box<dyn HealthCheck + Send + Sync> = match &spec.probe {
         Probe::Tcp => {
@@ -99,7 +103,7 @@ struct Recorded {
     pool: String,
     inner: Box<dyn HealthCheck + Send + Sync>,
     timeout: std::time::Duration,
-    table: Arc<BackendTable>,
+    table: CurrentTable,
 }
 
 #[async_trait]
@@ -113,9 +117,10 @@ impl HealthCheck for Recorded {
                 format!("no answer within {:?}", self.timeout),
             ),
         };
-        if let Some(i) = self.table.index_of(&target.addr) {
+        let table = (self.table)();
+        if let Some(i) = table.index_of(&target.addr) {
             let outcome = result.as_ref().map(drop).map_err(|e| e.to_string());
-            self.table.get(i).record_check(outcome, start.elapsed());
+            table.get(i).record_check(outcome, start.elapsed());
         }
         result
     }
@@ -123,8 +128,9 @@ impl HealthCheck for Recorded {
     async fn health_status_change(&self, target: &Backend, healthy: bool) {
         let state = if healthy { "up" } else { "down" };
         log::warn!("pool {}: backend {} is {state}", self.pool, target.addr);
-        if let Some(i) = self.table.index_of(&target.addr) {
-            self.table.get(i).set_healthy(healthy);
+        let table = (self.table)();
+        if let Some(i) = table.index_of(&target.addr) {
+            table.get(i).set_healthy(healthy);
         }
         self.inner.health_status_change(target, healthy).await;
     }

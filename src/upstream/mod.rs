@@ -38,13 +38,12 @@ pub(crate) mod state;
 mod sticky;
 
 use crate::vocab::Balance;
-pub(crate) use attempt::{Attempt, GiveUp};
+pub(crate) use attempt::{Attempt, GiveUp, Outcomes};
 use futures::FutureExt;
 pub(crate) use link::{BackendTls, Link, PeerTemplate, Protocol};
 use members::{Members, Picker};
 use pingora_core::services::background::background_service;
 use pingora_core::services::ServiceWithDependents;
-use pingora_load_balancing::discovery::Static;
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_load_balancing::{Backends, LoadBalancer};
 pub(crate) use selection::{BalanceConfig, Balancer};
@@ -89,10 +88,12 @@ impl Seen {
 pub(crate) struct Pool {
     /// The validated settings.
     pub(crate) spec: PoolSpec,
-    /// Runs the health checks (as a background service); kept for its lifetime.
-    _lb: Arc<LoadBalancer<Balancer>>,
+    /// Runs the health checks (as a background service) over `probed`.
+    lb: Arc<LoadBalancer<Balancer>>,
+    /// The set the health checks probe: the current backends.
+    probed: discovery::Probed,
     /// The current backends; replaced when DNS discovery finds a new set.
-    members: RwLock<Arc<Members>>,
+    members: Arc<RwLock<Arc<Members>>>,
     /// The retry budget, when configured.
     budget: Option<budget::RetryBudget>,
     /// Whether the last selection failed open (to log changes once).
@@ -127,27 +128,30 @@ impl Pool {
     pub(crate) fn build(spec: PoolSpec) -> (Arc<Pool>, Vec<Box<dyn ServiceWithDependents>>) {
         let members = Members::build(&spec, &spec.backends, None);
         let table = members.table.clone();
-        let set = members::backend_set(&spec.backends);
+        let members = Arc::new(RwLock::new(Arc::new(members)));
+        let probed = discovery::Probed::new(members::backend_set(&spec.backends));
         let config = BalanceConfig {
             balance: spec.balance.clone(),
             table: table.clone(),
             slow_start: spec.resilience.slow_start,
         };
-        let mut lb =
-            LoadBalancer::from_backends_with_config(Backends::new(Static::new(set)), Some(config));
+        let mut lb = LoadBalancer::from_backends_with_config(
+            Backends::new(Box::new(probed.clone())),
+            Some(config),
+        );
         lb.update()
             .now_or_never()
-            .expect("static discovery does not wait")
-            .expect("static discovery does not fail");
+            .expect("the probed set does not wait")
+            .expect("the probed set does not fail");
         let mut services: Vec<Box<dyn ServiceWithDependents>> = Vec::new();
         let lb = match &spec.health_check {
             Some(hc) => {
-                lb.set_health_check(health::build(
-                    &spec.name,
-                    hc,
-                    spec.proxy_protocol,
-                    table.clone(),
-                ));
+                let current = members.clone();
+                let current: health::CurrentTable = Arc::new(move || {
+                    let m = current.read().unwrap_or_else(|e| e.into_inner());
+                    m.table.clone()
+                });
+                lb.set_health_check(health::build(&spec.name, hc, spec.proxy_protocol, current));
                 lb.health_check_frequency = Some(hc.interval);
                 lb.parallel_health_check = true;
                 let service =
@@ -163,10 +167,11 @@ impl Pool {
             .max_conns
             .map(|(_, q)| Arc::new(queue::WaitQueue::new(q.size, q.timeout)));
         let pool = Arc::new(Pool {
-            members: RwLock::new(Arc::new(members)),
+            members,
+            probed,
             budget: spec.resilience.retry_budget.map(budget::RetryBudget::new),
             spec,
-            _lb: lb,
+            lb,
             panicking: AtomicBool::new(false),
             queue,
             discovery_counters: Default::default(),
@@ -177,11 +182,22 @@ impl Pool {
         (pool, services)
     }
 
-    /// Replaces the set of backends (DNS discovery); those that stay keep their state.
-    pub(crate) fn set_backends(&self, backends: &[BackendSpec]) {
-        let mut slot = self.members.write().unwrap_or_else(|e| e.into_inner());
-        let next = Members::build(&self.spec, backends, Some(&slot.table));
-        *slot = Arc::new(next);
+    /// Replaces the set of backends (DNS discovery); those that stay keep their state,
+    /// the probes' verdict included, and the health checks probe the new set from
+    /// their next round.
+    pub(crate) async fn set_backends(&self, backends: &[BackendSpec]) {
+        {
+            let mut slot = self.members.write().unwrap_or_else(|e| e.into_inner());
+            let next = Members::build(&self.spec, backends, Some(&slot.table));
+            *slot = Arc::new(next);
+        }
+        self.probed.set(members::backend_set(backends));
+        if let Err(e) = self.lb.update().await {
+            log::warn!(
+                "pool {}: the health checks keep the last set: {e}",
+                self.name()
+            );
+        }
     }
 
     /// The pool's name.
@@ -314,12 +330,14 @@ impl Pool {
         };
         let now = t.nanos(tokio::time::Instant::now());
         let ejected = || t.iter().filter(|b| b.outlier.ejected_at(now)).count();
-        if let Some(length) = t.get(i).outlier.failure(spec, now, ejected, t.len()) {
+        let b = t.get(i);
+        if let Some((length, consecutive)) = b.outlier.failure(spec, now, ejected, t.len()) {
+            b.outlier.note_ejection(b.ejection(consecutive));
             log::warn!(
-                "pool {}: backend {} ejected for {length:?} after {} consecutive failures",
+                "pool {}: backend {} ejected for {length:?} after {consecutive} consecutive \
+                 failures",
                 self.name(),
-                t.get(i).addr,
-                spec.consecutive_failures
+                b.addr,
             );
         }
     }

@@ -10,7 +10,9 @@
 //! at a long ejection. The exponent stops at [`MAX_DOUBLINGS`].
 
 use super::policy::OutlierSpec;
+use serde::Serialize;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The most times an ejection is doubled (1024 × `base_ejection`).
@@ -28,6 +30,23 @@ pub(crate) struct OutlierState {
     streak: AtomicU32,
     /// Ejections so far.
     pub(crate) ejections: AtomicU64,
+    /// The backend's counters when it was last ejected.
+    last: Mutex<Option<Ejection>>,
+}
+
+/// A backend's counters at the moment of its last ejection, shown in `/status`: with
+/// the counters of now they tell failures of requests already under way when it was
+/// ejected from any that started after (there should be none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct Ejection {
+    /// The consecutive failures that ejected it.
+    pub(crate) consecutive: u32,
+    /// Requests or connections handed to it until then.
+    pub(crate) requests: u64,
+    /// Connect failures and errors recorded on it until then.
+    pub(crate) failures: u64,
+    /// Requests or connections in flight on it then, the ejecting one included.
+    pub(crate) in_flight: usize,
 }
 
 impl OutlierState {
@@ -49,6 +68,16 @@ impl OutlierState {
             until => Some(until - 1),
         }
     }
+
+    /// The counters at the last ejection.
+    pub(crate) fn last_ejection(&self) -> Option<Ejection> {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps the counters of an ejection just made.
+    pub(crate) fn note_ejection(&self, e: Ejection) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+    }
 }
 
 impl OutlierState {
@@ -61,7 +90,8 @@ impl OutlierState {
     }
 
     /// Records a failure at `now` (nanoseconds after the table's epoch); returns the
-    /// ejection's length when this failure ejects the backend. `ejected` counts the
+    /// ejection's length and the consecutive failures that made it when this failure
+    /// ejects the backend. `ejected` counts the
     /// pool's backends ejected now, and `n` is the pool's size.
     pub(crate) fn failure(
         &self,
@@ -69,7 +99,7 @@ impl OutlierState {
         now: u64,
         ejected: impl FnOnce() -> usize,
         n: usize,
-    ) -> Option<Duration> {
+    ) -> Option<(Duration, u32)> {
         let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures < spec.consecutive_failures {
             return None;
@@ -106,7 +136,7 @@ impl OutlierState {
         self.streak.store(streak, Ordering::Relaxed);
         self.failures.store(0, Ordering::Relaxed);
         self.ejections.fetch_add(1, Ordering::Relaxed);
-        Some(length)
+        Some((length, failures))
     }
 }
 

@@ -11,7 +11,7 @@
 //! every reason that applies.
 
 use super::ewma::Ewma;
-use super::outlier::OutlierState;
+use super::outlier::{Ejection, OutlierState};
 use super::policy::Condition;
 use super::queue::WaitQueue;
 use pingora_core::protocols::l4::socket::SocketAddr as PeerAddr;
@@ -189,6 +189,17 @@ impl BackendState {
     /// Nanoseconds from the table's epoch to now.
     fn nanos_now(&self) -> u64 {
         nanos_since(self.epoch, Instant::now())
+    }
+
+    /// Its counters now, as the record of an ejection by `consecutive` failures.
+    pub(crate) fn ejection(&self, consecutive: u32) -> Ejection {
+        Ejection {
+            consecutive,
+            requests: self.total.load(Ordering::Relaxed),
+            failures: self.connect_failures.load(Ordering::Relaxed)
+                + self.errors.load(Ordering::Relaxed),
+            in_flight: self.active.load(Ordering::Relaxed),
+        }
     }
 
     /// Counts a failed connect.
@@ -442,6 +453,11 @@ impl Lease {
     /// The table it was taken from.
     pub(crate) fn table(&self) -> &BackendTable {
         &self.table
+    }
+
+    /// The table it was taken from, shared.
+    pub(crate) fn table_arc(&self) -> Arc<BackendTable> {
+        self.table.clone()
     }
 
     /// The backend's position in its table.

@@ -4,15 +4,20 @@
 //!
 //! The task reads into a per-thread buffer and sends at once, so an idle flow holds no
 //! buffer: its cost is the socket and a small task.
+//!
+//! Passive health sees UDP as it sees a connection: each answer from the backend is a
+//! success, and the backend's host refusing the port (ICMP port unreachable, seen on a
+//! read or a send) or being unreachable is a failure, once until the next answer.
 
 use super::flows::{Activity, Clock, LastActive};
 use crate::observability::udp_metrics::{DropReason, UdpMetrics};
-use crate::upstream::{Attempt, Pool};
+use crate::upstream::{Attempt, Outcomes, Pool};
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::task::AbortHandle;
 
@@ -31,7 +36,7 @@ pub(super) struct Shared {
     pub(super) last_active: LastActive,
     /// Payload bytes sent to the client.
     pub(super) bytes_out: AtomicU64,
-    /// The backend's host refused the port (ICMP unreachable) at least once.
+    /// The backend's host refused the port (ICMP unreachable) since its last answer.
     pub(super) refused: AtomicBool,
 }
 
@@ -109,9 +114,11 @@ impl Flow {
         let shared = Arc::new(Shared::default());
         let now = cx.clock.now();
         shared.last_active.touch(now);
+        let outcomes = attempt.outcomes();
         let answers = tokio::spawn(relay_answers(
             upstream.clone(),
             shared.clone(),
+            outcomes,
             client,
             Context {
                 listener: cx.listener.clone(),
@@ -155,16 +162,29 @@ impl Flow {
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    self.shared.refused.store(true, Ordering::Relaxed);
+                    if !self.shared.refused.swap(true, Ordering::Relaxed) {
+                        self.attempt.failed();
+                    }
                 }
                 Err(e) => {
                     log::debug!("udp flow to {:?}: send failed: {e}", self.attempt.backend());
+                    if unreachable(&e) {
+                        self.attempt.failed();
+                    }
                     return Err(DropReason::SendFailed);
                 }
             }
         }
         Err(DropReason::SendFailed)
     }
+}
+
+/// Whether a send failed because of the backend's address (not this host's state).
+fn unreachable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable
+    )
 }
 
 /// Why no socket could be connected.
@@ -204,18 +224,51 @@ enum Step {
 async fn relay_answers(
     upstream: Arc<UdpSocket>,
     shared: Arc<Shared>,
+    outcomes: Option<Outcomes>,
     client: SocketAddr,
     cx: Context,
 ) {
+    let refused = || {
+        if !shared.refused.swap(true, Ordering::Relaxed) {
+            if let Some(o) = &outcomes {
+                o.failed();
+            }
+        }
+    };
     loop {
-        if let Err(e) = upstream.readable().await {
-            log::debug!("listener {}: flow of {client}: {e}", cx.name);
-            return;
+        // The error readiness too: an ICMP error wakes no reader by itself.
+        let ready = match upstream.ready(Interest::READABLE | Interest::ERROR).await {
+            Ok(ready) => ready,
+            Err(e) => {
+                log::debug!("listener {}: flow of {client}: {e}", cx.name);
+                return;
+            }
+        };
+        if ready.is_error() {
+            // Takes the socket's pending error; WouldBlock clears the readiness.
+            let _ = upstream.try_io(Interest::ERROR, || {
+                if let Ok(Some(e)) = upstream.take_error() {
+                    if e.kind() == io::ErrorKind::ConnectionRefused || unreachable(&e) {
+                        refused();
+                    }
+                }
+                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            });
+        }
+        if !ready.is_readable() {
+            continue;
         }
         loop {
             let step = ANSWER.with_borrow_mut(|buf| match upstream.try_recv(buf) {
                 Ok(n) => {
                     shared.last_active.touch(cx.clock.now());
+                    if let Some(o) = &outcomes {
+                        o.succeeded();
+                    }
+                    // Read first: a store on every answer would dirty the cache line.
+                    if shared.refused.load(Ordering::Relaxed) {
+                        shared.refused.store(false, Ordering::Relaxed);
+                    }
                     match cx.listener.try_send_to(&buf[..n], client) {
                         Ok(_) => {
                             shared.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
@@ -233,7 +286,7 @@ async fn relay_answers(
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Wait,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    shared.refused.store(true, Ordering::Relaxed);
+                    refused();
                     Step::Next
                 }
                 Err(e) => Step::Stop(e),

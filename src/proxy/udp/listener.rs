@@ -274,9 +274,6 @@ impl Receiver {
     /// Ends `client`'s flow: its access-log line, its counters.
     fn forget(&self, client: SocketAddr, flow: Flow) {
         self.app.metrics.flow_ended();
-        if flow.shared.refused.load(Ordering::Relaxed) {
-            flow.attempt.failed();
-        }
         if let Some(log) = &self.app.access_log {
             let lived = self.cx.clock.now().saturating_sub(flow.started);
             log.log(&Entry {

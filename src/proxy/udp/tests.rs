@@ -1,11 +1,12 @@
 //! A listening socket's receive task with real sockets, without the server around it:
-//! flows keep their order both ways and a flow starts with its PROXY header when the
-//! listener sends one.
+//! flows keep their order both ways, a flow starts with its PROXY header when the
+//! listener sends one, and answers and refusals feed passive health.
 
 use super::listener::Receiver;
 use super::{UdpProxy, UdpSettings};
 use crate::filter::FilterChain;
 use crate::observability::metrics::Metrics;
+use crate::upstream::policy::{OutlierSpec, Resilience};
 use crate::upstream::{BackendSpec, Pool, PoolSpec};
 use crate::vocab::Balance;
 use ppp::v2;
@@ -19,6 +20,16 @@ async fn listen(
     backend: SocketAddr,
     proxy_protocol: bool,
 ) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let (addr, stop, _) = listen_with(backend, proxy_protocol, Default::default()).await;
+    (addr, stop)
+}
+
+/// [`listen`] with the pool's `resilience`; the pool too.
+async fn listen_with(
+    backend: SocketAddr,
+    proxy_protocol: bool,
+    resilience: Resilience,
+) -> (SocketAddr, tokio::sync::watch::Sender<bool>, Arc<Pool>) {
     let (pool, _) = Pool::build(PoolSpec {
         name: "p".into(),
         backends: vec![BackendSpec {
@@ -32,12 +43,12 @@ async fn listen(
         retries: 0,
         link: Default::default(),
         proxy_protocol: None,
-        resilience: Default::default(),
+        resilience,
         discovery: None,
     });
     let proxy = crate::proxy::live::slot(UdpProxy {
         name: "u".into(),
-        pool,
+        pool: pool.clone(),
         filters: FilterChain::new([]),
         spec: UdpSettings {
             session_timeout: Duration::from_secs(30),
@@ -53,7 +64,7 @@ async fn listen(
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let (_phase_tx, phases) = tokio::sync::broadcast::channel(1);
     tokio::spawn(Receiver::new(proxy, socket).run(shutdown, phases));
-    (addr, stop)
+    (addr, stop, pool)
 }
 
 async fn recv(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
@@ -111,4 +122,63 @@ async fn a_flow_starts_with_a_proxy_v2_header_when_the_listener_sends_one() {
         second, b"second",
         "only the first datagram carries the header"
     );
+}
+
+/// Polls `done` every 5 ms for up to 5 s.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(tokio::time::Instant::now() < end, "{what} within 5 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_count_as_failures_and_answers_as_successes() {
+    // A port nothing listens on: the kernel refuses it (ICMP port unreachable).
+    let port = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let backend = port.local_addr().unwrap();
+    drop(port);
+    let resilience = Resilience {
+        outlier: Some(OutlierSpec {
+            consecutive_failures: 2,
+            base_ejection: Duration::from_secs(60),
+            max_ejected_percent: 100,
+        }),
+        ..Default::default()
+    };
+    let (listener, _stop, pool) = listen_with(backend, false, resilience).await;
+    let table = pool.table();
+    let state = table.get(0);
+    let errors = || state.errors.load(std::sync::atomic::Ordering::Relaxed);
+    let ejections = || {
+        state
+            .outlier
+            .ejections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    // Each client is a flow of its own.
+    let refused_flow = || async {
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.send_to(b"ping", listener).await.unwrap();
+        client
+    };
+
+    let _a = refused_flow().await;
+    eventually("the first refusal recorded", || errors() == 1).await;
+    // The backend comes up: its answer is a success, which ends the run of failures.
+    let up = UdpSocket::bind(backend).await.unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    b.send_to(b"hello", listener).await.unwrap();
+    let (d, from) = recv(&up).await;
+    up.send_to(&d, from).await.unwrap();
+    assert_eq!(recv(&b).await.0, b"hello");
+    drop(up);
+    // Down again: one refusal is not two in a row.
+    let _c = refused_flow().await;
+    eventually("the second refusal recorded", || errors() == 2).await;
+    assert_eq!(ejections(), 0, "the answer reset the count");
+    let _d = refused_flow().await;
+    eventually("the third refusal recorded", || errors() == 3).await;
+    assert_eq!(ejections(), 1, "two refusals in a row eject it");
 }

@@ -354,8 +354,8 @@ async fn a_recovered_backend_ramps_up_over_slow_start() {
     assert!((s - 0.5).abs() < 0.01, "{s}");
 }
 
-#[test]
-fn a_new_set_of_backends_keeps_the_state_of_those_that_stay() {
+#[tokio::test]
+async fn a_new_set_of_backends_keeps_the_state_of_those_that_stay() {
     let pool = pool(3, 1);
     let (a, b) = (pool.table().get(0).addr, pool.table().get(1).addr);
     let mut held = pool.attempt();
@@ -365,7 +365,8 @@ fn a_new_set_of_backends_keeps_the_state_of_those_that_stay() {
     pool.set_backends(&[
         BackendSpec { addr: a, weight: 1 },
         BackendSpec { addr: c, weight: 1 },
-    ]);
+    ])
+    .await;
     let table = pool.table();
     assert_eq!(table.len(), 2);
     let kept = table.get(0);

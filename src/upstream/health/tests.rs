@@ -74,7 +74,10 @@ fn checked(steps: &[Step], rise: usize, fall: usize) -> (Backends, Arc<BackendTa
             fall,
         }),
         timeout: Duration::from_secs(2),
-        table: table.clone(),
+        table: {
+            let table = table.clone();
+            Arc::new(move || table.clone())
+        },
     }));
     (backends, table)
 }

@@ -20,6 +20,10 @@ fn fail(state: &OutlierState, spec: &OutlierSpec, n: u32, now: u64) -> Option<Du
         .map(|_| state.failure(spec, now, || 0, 10))
         .last()
         .flatten()
+        .map(|(length, consecutive)| {
+            assert_eq!(consecutive, spec.consecutive_failures);
+            length
+        })
 }
 
 #[test]
