@@ -186,11 +186,7 @@ impl Pool {
     /// the probes' verdict included, and the health checks probe the new set from
     /// their next round.
     pub(crate) async fn set_backends(&self, backends: &[BackendSpec]) {
-        {
-            let mut slot = self.members.write().unwrap_or_else(|e| e.into_inner());
-            let next = Members::build(&self.spec, backends, Some(&slot.table));
-            *slot = Arc::new(next);
-        }
+        self.set_members(backends);
         self.probed.set(members::backend_set(backends));
         if let Err(e) = self.lb.update().await {
             log::warn!(
@@ -198,6 +194,14 @@ impl Pool {
                 self.name()
             );
         }
+    }
+
+    /// Rebuilds the selection over `backends`; those that stay keep their state. The
+    /// probed set is left as it is (the addresses are the same: a weight changed).
+    fn set_members(&self, backends: &[BackendSpec]) {
+        let mut slot = self.members.write().unwrap_or_else(|e| e.into_inner());
+        let next = Members::build(&self.spec, backends, Some(&slot.table));
+        *slot = Arc::new(next);
     }
 
     /// The pool's name.
@@ -466,7 +470,7 @@ impl Pool {
                 .map_or(b.weight(), |s| s.weight)
         };
         if self.spec.discovery.is_none() && t.iter().any(|b| b.weight() != configured(b)) {
-            self.set_backends(&self.spec.backends);
+            self.set_members(&self.spec.backends);
         }
     }
 
@@ -498,7 +502,7 @@ impl Pool {
                     weight: if b.addr == addr { w } else { b.weight() },
                 })
                 .collect();
-            self.set_backends(&backends);
+            self.set_members(&backends);
         }
         if let Some(state) = state {
             self.table().get(i).set_admin_state(state);

@@ -11,6 +11,7 @@ use crate::upstream::{BackendSpec, Pool, PoolSpec};
 use crate::vocab::Balance;
 use ppp::v2;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 
