@@ -32,7 +32,7 @@ const TOKEN: &str = "status-page-token-4c2a";
 const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Everything the test reads from the page, in one script run.
-const READ_PAGE: &str = r#"
+const READ_PAGE: &str = r##"
 const cfg = document.getElementById("cfg"), $ = (id) => document.getElementById(id);
 const text = (n) => n ? n.textContent : "";
 return {
@@ -43,14 +43,15 @@ return {
   loaded: text($("cfg-loaded")),
   notes: Array.from(document.querySelectorAll("#cfg-notes li"), (li) => [li.className, li.textContent]),
   ops: Array.from(document.querySelectorAll("tr[data-op]"), (tr) => ({
-    who: tr.dataset.who, pool: tr.dataset.pool, backend: tr.dataset.backend, change: tr.dataset.change,
+    who: tr.dataset.opWho, pool: tr.dataset.opPool, backend: tr.dataset.opBackend,
+    change: tr.dataset.opChange,
     shown: Array.from(tr.cells, (td) => td.textContent) })),
   rows: Array.from(document.querySelectorAll("tr[data-backend]"), (tr) => ({
     backend: tr.dataset.backend, state: tr.dataset.state || "", out: tr.dataset.out || "",
     stateShown: text(tr.querySelector(".state")), why: text(tr.querySelector(".why")),
     badge: text(tr.querySelector(".badge")) })),
 };
-"#;
+"##;
 
 fn config(admin: SocketAddr, listen: SocketAddr, keys: &Path, backends: &[String]) -> String {
     format!(
