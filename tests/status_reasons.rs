@@ -22,7 +22,7 @@ use webdriver::{Binaries, Browser};
 
 const TOKEN: &str = "status-reasons-token-91e0";
 /// Tall enough for the config card and the whole pool in one screenshot.
-const WINDOW: (u32, u32) = (1200, 900);
+const WINDOW: (u32, u32) = (1200, 1000);
 
 const READ_ROWS: &str = r#"
 return Array.from(document.querySelectorAll("tr[data-backend]"), (tr) => {
