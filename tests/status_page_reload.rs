@@ -12,8 +12,9 @@
 //!   operator changes list exactly the two accepted changes, newest first, with who
 //!   asked.
 //!
-//! Needs `chromium` and `chromium-driver`; `TIOGA_SKIP_BROWSER=1` skips it. On a
-//! timeout a screenshot goes to `target/test-artifacts/status_page_reload_failure.png`.
+//! Needs `chromium` and `chromium-driver`; `TIOGA_SKIP_BROWSER=1` skips it. Screenshots
+//! of the applied and the refused reload go to `target/test-artifacts/status_page_reload_
+//! {ok,refused}.png`; on a timeout, `status_page_reload_failure.png`.
 
 mod common;
 #[path = "common/webdriver.rs"]
@@ -83,8 +84,7 @@ fn wait_page(browser: &Browser, what: &str, done: impl Fn(&Value) -> bool) -> Va
             return page;
         }
         if start.elapsed() >= PAGE_TIMEOUT {
-            let shot = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("target/test-artifacts/status_page_reload_failure.png");
+            let shot = artifact("status_page_reload_failure.png");
             browser.save_screenshot(&shot);
             panic!(
                 "timed out after {PAGE_TIMEOUT:?} waiting for {what}; page: {page:#}; \
@@ -94,6 +94,13 @@ fn wait_page(browser: &Browser, what: &str, done: impl Fn(&Value) -> bool) -> Va
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `target/test-artifacts/NAME`.
+fn artifact(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-artifacts")
+        .join(name)
 }
 
 /// `/status`'s `config` object.
@@ -188,6 +195,7 @@ fn the_status_page_shows_reloads_and_operator_changes() {
         "the route change listed as applied in place: {page:#}"
     );
     assert!(notes(&page, "problem").is_empty(), "{page:#}");
+    browser.save_screenshot(&artifact("status_page_reload_ok.png"));
 
     // A reload that is refused: its problem shows, the running config's hash stays.
     tioga.rewrite_config(&gen1.replace("      - pool: app\n", "      - pool: nowhere\n"));
@@ -253,4 +261,5 @@ fn the_status_page_shows_reloads_and_operator_changes() {
         [("app", c, "state maint"), ("app", b, "state drain")],
         "exactly the two accepted changes, newest first: {page:#}"
     );
+    browser.save_screenshot(&artifact("status_page_reload_refused.png"));
 }
