@@ -125,7 +125,10 @@ fn s(v: &Value) -> &str {
 
 /// The notes of the last reload with class `class`.
 fn notes<'a>(page: &'a Value, class: &str) -> Vec<&'a str> {
-    let all = page["notes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let all = page["notes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     all.iter()
         .filter(|n| s(&n[0]) == class)
         .map(|n| s(&n[1]))
@@ -160,7 +163,9 @@ fn the_status_page_shows_reloads_and_operator_changes() {
     let browser = Browser::launch(&bins, (1200, 1000)).expect("launch chromium");
     browser.goto(&format!("http://{admin}/"));
     let h0 = s(&status_config(admin)["hash"]).to_string();
-    let page = wait_page(&browser, "the first poll", |p| p["updated"].as_u64() > Some(0));
+    let page = wait_page(&browser, "the first poll", |p| {
+        p["updated"].as_u64() > Some(0)
+    });
     assert_hash_shown(&page, &h0);
     assert_eq!(s(&page["reloads"]), "0", "{page:#}");
     assert_eq!(s(&page["reloadsShown"]), "0", "{page:#}");
@@ -168,10 +173,7 @@ fn the_status_page_shows_reloads_and_operator_changes() {
     assert!(s(&page["loaded"]).ends_with(" ago"), "{page:#}");
 
     // A reload that applies: a route changes in place, server.threads needs an upgrade.
-    let gen1 = format!(
-        "server:\n  threads: 2\n{}",
-        gen0.replace("/gen0", "/gen1")
-    );
+    let gen1 = format!("server:\n  threads: 2\n{}", gen0.replace("/gen0", "/gen1"));
     tioga.rewrite_config(&gen1);
     tioga.signal("HUP");
     let page = wait_page(&browser, "a new hash after SIGHUP", |p| {
@@ -217,9 +219,18 @@ fn the_status_page_shows_reloads_and_operator_changes() {
     // Operator changes: refused without the token, applied with it.
     let (b, c) = (list[1].as_str(), list[2].as_str());
     assert_eq!(set_backend(admin, b, r#"{"state":"drain"}"#, None), 401);
-    assert_eq!(set_backend(admin, c, r#"{"state":"maint"}"#, Some("wrong")), 401);
-    assert_eq!(set_backend(admin, b, r#"{"state":"drain"}"#, Some(TOKEN)), 200);
-    assert_eq!(set_backend(admin, c, r#"{"state":"maint"}"#, Some(TOKEN)), 200);
+    assert_eq!(
+        set_backend(admin, c, r#"{"state":"maint"}"#, Some("wrong")),
+        401
+    );
+    assert_eq!(
+        set_backend(admin, b, r#"{"state":"drain"}"#, Some(TOKEN)),
+        200
+    );
+    assert_eq!(
+        set_backend(admin, c, r#"{"state":"maint"}"#, Some(TOKEN)),
+        200
+    );
     let page = wait_page(&browser, "drain and maint shown", |p| {
         p["ops"].as_array().map_or(0, Vec::len) >= 2
             && p["rows"]

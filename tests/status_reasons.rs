@@ -133,10 +133,7 @@ listeners:
                 rows.map(|r| r[k].as_str().unwrap_or("").to_string())
                     .collect()
             };
-            assert_eq!(
-                shown("why"),
-                ["", "probe", "outlier", "drain", "maint", ""]
-            );
+            assert_eq!(shown("why"), ["", "probe", "outlier", "drain", "maint", ""]);
             let states = ["ready", "ready", "ready", "drain", "maint", "ready"];
             assert_eq!(shown("stateShown"), states);
             break;
