@@ -1,9 +1,10 @@
-//! The status page says why a backend is out: one backend failing its probe shows
-//! `probe`, one answering 500 (ejected by passive health) shows `outlier`, in the
-//! row's `data-out` and beside its DOWN badge; the others stay UP. A screenshot goes
-//! to `target/test-artifacts/status_reasons.png`, and with `TIOGA_UPDATE_SCREENSHOT=1`
-//! to `docs/status_page_reasons.png`. (`drain` and `maint` are set through the admin
-//! API, which this build does not have yet.)
+//! The status page says why a backend is out, one backend for each reason: failing
+//! its probe shows `probe`, answering 500 (ejected by passive health) `outlier`, drained
+//! through the admin API `drain`, put in maintenance through it `maint` — in the row's
+//! `data-out` and beside its DOWN badge, and the operator's two in the row's State; the
+//! others stay UP and ready. A screenshot goes to
+//! `target/test-artifacts/status_reasons.png`, and with `TIOGA_UPDATE_SCREENSHOT=1` to
+//! `docs/status_page_reasons.png`.
 //!
 //! Needs `chromium` and `chromium-driver`; `TIOGA_SKIP_BROWSER=1` skips it.
 
@@ -19,10 +20,16 @@ use common::*;
 use serde_json::{json, Value};
 use webdriver::{Binaries, Browser};
 
+const TOKEN: &str = "status-reasons-token-91e0";
+/// Tall enough for the config card and the whole pool in one screenshot.
+const WINDOW: (u32, u32) = (1200, 1000);
+
 const READ_ROWS: &str = r#"
 return Array.from(document.querySelectorAll("tr[data-backend]"), (tr) => {
   const badge = tr.querySelector(".badge"), why = tr.querySelector(".why");
+  const state = tr.querySelector(".state");
   return { backend: tr.dataset.backend || "", out: tr.dataset.out || "",
+           state: tr.dataset.state || "", stateShown: state ? state.textContent : "",
            badge: badge ? badge.textContent : "", why: why ? why.textContent : "" };
 });
 "#;
@@ -36,9 +43,18 @@ fn the_status_page_shows_why_each_backend_is_out() {
     let bins = Binaries::find().unwrap_or_else(|e| {
         panic!("{e}: needs chromium and chromium-driver (or TIOGA_SKIP_BROWSER=1)")
     });
-    let backends: Vec<HttpBackend> = ["ok", "probe-fails", "answers-500", "ok-too"]
-        .map(spawn_http_backend)
-        .into();
+    let keys = tempfile::tempdir().expect("temp dir");
+    std::fs::write(keys.path().join("token"), TOKEN).expect("write token");
+    let backends: Vec<HttpBackend> = [
+        "ok",
+        "probe-fails",
+        "answers-500",
+        "drained",
+        "maintenance",
+        "ok-too",
+    ]
+    .map(spawn_http_backend)
+    .into();
     backends[1].set_healthy(false);
     backends[2].set_status(500);
     let list: Vec<String> = backends.iter().map(|b| b.addr().to_string()).collect();
@@ -46,6 +62,7 @@ fn the_status_page_shows_why_each_backend_is_out() {
     let yaml = format!(
         "admin:
   bind: {admin}
+  token_file: {keys}/token
 pools:
   app:
     backends: [{}]
@@ -58,7 +75,8 @@ listeners:
     routes:
       - pool: app
 ",
-        list.join(", ")
+        list.join(", "),
+        keys = keys.path().display(),
     );
     let _tioga = Tioga::start(&yaml, &[listen, admin]);
     // Traffic until the 500 one is ejected.
@@ -72,38 +90,52 @@ listeners:
                 && doc["pools"][0]["backends"][1]["out"] == json!(["probe"])
         },
     );
+    for (backend, state) in [(&list[3], "drain"), (&list[4], "maint")] {
+        let body = format!("{{\"state\": \"{state}\"}}");
+        let r = Request::post(&format!("/pools/app/backends/{backend}"), body)
+            .header("authorization", &format!("Bearer {TOKEN}"))
+            .send(admin)
+            .expect("POST to the admin endpoint");
+        assert_eq!(r.status, 200, "{state}: {}", r.text());
+    }
 
-    let browser = Browser::launch(&bins, (1200, 700)).expect("launch chromium");
+    let browser = Browser::launch(&bins, WINDOW).expect("launch chromium");
     browser.goto(&format!("http://{admin}/"));
-    let want = |addr: String, out: &str, badge: &str| (addr, out.to_string(), badge.to_string());
+    let want = |addr: &String, out: &str, state: &str, badge: &str| {
+        let text = |s: &str| s.to_string();
+        (addr.clone(), text(out), text(state), text(badge))
+    };
     let expected = vec![
-        want(list[0].clone(), "", "UP"),
-        want(list[1].clone(), "probe", "DOWN"),
-        want(list[2].clone(), "outlier", "DOWN"),
-        want(list[3].clone(), "", "UP"),
+        want(&list[0], "", "ready", "UP"),
+        want(&list[1], "probe", "ready", "DOWN"),
+        want(&list[2], "outlier", "ready", "DOWN"),
+        want(&list[3], "drain", "drain", "DOWN"),
+        want(&list[4], "maint", "maint", "DOWN"),
+        want(&list[5], "", "ready", "UP"),
     ];
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let rows = browser.execute(READ_ROWS, json!([]));
-        let seen: Vec<(String, String, String)> = rows
+        let seen: Vec<(String, String, String, String)> = rows
             .as_array()
             .map(|l| {
                 l.iter()
                     .map(|r| {
                         let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
-                        (s("backend"), s("out"), s("badge"))
+                        (s("backend"), s("out"), s("state"), s("badge"))
                     })
                     .collect()
             })
             .unwrap_or_default();
         if seen == expected {
-            let why: Vec<String> = rows
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["why"].as_str().unwrap_or("").to_string())
-                .collect();
-            assert_eq!(why, ["", "probe", "outlier", ""]);
+            let shown = |k: &str| -> Vec<String> {
+                let rows = rows.as_array().unwrap().iter();
+                rows.map(|r| r[k].as_str().unwrap_or("").to_string())
+                    .collect()
+            };
+            assert_eq!(shown("why"), ["", "probe", "outlier", "drain", "maint", ""]);
+            let states = ["ready", "ready", "ready", "drain", "maint", "ready"];
+            assert_eq!(shown("stateShown"), states);
             break;
         }
         assert!(
