@@ -9,10 +9,25 @@ use std::time::{Duration, Instant};
 /// Pause between two readiness or exit probes.
 pub const POLL: Duration = Duration::from_millis(20);
 
-/// An address on 127.0.0.1 whose port was free a moment ago.
+/// An address on 127.0.0.1 whose port was free a moment ago. Ports are drawn below the
+/// kernel's ephemeral range (from 32768 on Linux), so that no client socket of this or
+/// another test takes the port before Tioga binds it, and never twice in one process.
 pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = fastrand::u16(10_000..32_000);
+        if given.contains(&port) {
+            continue;
+        }
+        // Free for TCP and UDP alike: UDP listeners take these too.
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpListener::bind(addr).is_ok() && std::net::UdpSocket::bind(addr).is_ok() {
+            given.push(port);
+            return addr;
+        }
+    }
+    panic!("no free port on 127.0.0.1 below 32000 after 1000 tries")
 }
 
 /// Polls `child` until it exits or `timeout` passes.

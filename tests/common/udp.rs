@@ -24,21 +24,13 @@ const BUFFER: usize = 4 * 1024 * 1024;
 
 /// An address on 127.0.0.1 whose UDP port was free a moment ago.
 pub fn free_udp_addr() -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
-    socket.local_addr().expect("local_addr")
+    super::process::free_addr()
 }
 
 /// An address on 127.0.0.1 whose port was free for both TCP and UDP a moment ago (a
 /// tcp and a udp listener sharing it).
 pub fn free_tcp_udp_addr() -> SocketAddr {
-    for _ in 0..100 {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp 127.0.0.1:0");
-        let addr = tcp.local_addr().expect("local_addr");
-        if UdpSocket::bind(addr).is_ok() {
-            return addr;
-        }
-    }
-    panic!("no port free for both TCP and UDP in 100 tries");
+    super::process::free_addr()
 }
 
 fn enlarge(socket: &UdpSocket) {
