@@ -23,7 +23,6 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -283,30 +282,7 @@ impl ProxyHttp for HttpProxy {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(ip) = ctx.client.map(|a| a.ip()) {
-            // Every earlier hop, whether sent on one line or several, then the client.
-            let mut xff = String::with_capacity(48);
-            for prev in req.headers.get_all("x-forwarded-for") {
-                let prev = String::from_utf8_lossy(prev.as_bytes());
-                let prev = prev.trim();
-                if !prev.is_empty() {
-                    xff.push_str(prev);
-                    xff.push_str(", ");
-                }
-            }
-            // Writing into a String cannot fail.
-            let _ = write!(xff, "{ip}");
-            req.insert_header("x-forwarded-for", xff)?;
-        }
-        req.insert_header("x-forwarded-proto", if self.tls { "https" } else { "http" })?;
-        let host = req
-            .headers
-            .get(http::header::HOST)
-            .cloned()
-            .or_else(|| req.uri.authority().and_then(|a| a.as_str().parse().ok()));
-        if let Some(host) = host {
-            req.insert_header("x-forwarded-host", host)?;
-        }
+        super::forwarded::add(req, ctx.client.map(|a| a.ip()), self.tls)?;
         self.each_filter(ctx, Hooks::UPSTREAM_REQUEST, |f, fctx| {
             f.upstream_request(req, fctx)
         })

@@ -10,6 +10,7 @@ pub(crate) mod accept;
 mod busy_poll;
 mod direction;
 mod fd;
+mod forwarded;
 mod grpc;
 pub(crate) mod head;
 mod healthz;
