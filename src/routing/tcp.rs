@@ -352,7 +352,7 @@ mod tests {
         );
         assert_eq!(
             failed("192.0.2.7", Some("x.b.example")),
-            [Some("sni"), None]
+            [Some("source"), None]
         );
         for (client, sni) in [
             ("10.1.1.1", Some("a.example")),
