@@ -52,11 +52,7 @@ impl Setup {
 }
 
 fn config(gen: usize, s: &Setup) -> String {
-    let (main, other) = if gen.is_multiple_of(2) {
-        ("a", "b")
-    } else {
-        ("b", "a")
-    };
+    let (main, other) = if gen.is_multiple_of(2) { ("a", "b") } else { ("b", "a") };
     let (plain, tls, admin, keys) = (s.plain, s.tls, s.admin, s.keys.path().display());
     format!(
         r#"
