@@ -115,17 +115,10 @@ impl Tioga {
     pub fn run_from_args(self) -> ExitCode {
         let args = cli::Args::parse();
         init_logging();
-        if let Some(cli::Command::Explain {
-            method,
-            url,
-            headers,
-            from,
-            json,
-        }) = args.command
-        {
+        if let Some(cli::Command::Explain(explain)) = args.command {
             // Without running the config's tests: explain is how a failing one is read.
             return match config::Config::load(&args.conf, &self.filters) {
-                Ok(config) => cli::explain::run(&config, &method, &url, &headers, from, json),
+                Ok(config) => cli::explain::run(&config, explain),
                 Err(e) => {
                     eprintln!("{e}");
                     ExitCode::from(1)

@@ -1,9 +1,11 @@
 //! The command line: `tioga -c FILE [-t [--diff OLD] | -d | -u]`, as the contract
-//! defines it, and `tioga -c FILE explain METHOD URL [-H …] [--from IP] [--json]`.
+//! defines it, and `tioga -c FILE explain METHOD URL [-H …] [--from IP] [--json]` (or
+//! `explain tcp://HOST:PORT [--sni NAME] [--from IP] [--json]` for a TCP listener).
 
 pub(crate) mod explain;
 
 use clap::{Parser, Subcommand};
+pub(crate) use explain::ExplainArgs;
 use std::path::PathBuf;
 
 /// Tioga: an L4 + L7 load balancer on Pingora.
@@ -34,23 +36,8 @@ pub(crate) struct Args {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Which route, pool, filters and (for consistent_hash) backend a request would get,
-    /// and why each route before it did not match. Exit 0 when a route matches, 3 when
-    /// none does.
-    Explain {
-        /// The method, like GET.
-        method: String,
-        /// The URL, like https://api.example.com/v1/users?id=3 (its port, or else its
-        /// scheme, picks the listener).
-        url: String,
-        /// A request header, `Name: value`; repeatable.
-        #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
-        headers: Vec<String>,
-        /// The client address (default 127.0.0.1).
-        #[arg(long = "from", value_name = "IP")]
-        from: Option<String>,
-        /// Print one JSON object.
-        #[arg(long = "json")]
-        json: bool,
-    },
+    /// Which route, pool, filters and (for consistent_hash) backend a request (or a
+    /// connection to a TCP listener) would get, and why each route before it did not
+    /// match. Exit 0 when a route matches, 3 when none does.
+    Explain(ExplainArgs),
 }

@@ -1,4 +1,5 @@
-//! `GET /explain?method=GET&url=…&header=Name:value&from=IP` on the admin endpoint:
+//! `GET /explain?method=GET&url=…&header=Name:value&from=IP` (or, for a TCP listener,
+//! `url=tcp://HOST:PORT&sni=NAME&from=IP`) on the admin endpoint:
 //! the query's parsing, and the one-method trait through which the admin endpoint asks
 //! the server's route tables (which live in a higher layer) for an explanation.
 
@@ -9,12 +10,16 @@ use async_trait::async_trait;
 pub(crate) struct ExplainQuery {
     /// `GET`, `POST`…
     pub(crate) method: String,
-    /// `https://api.example.com/v1/users?id=3`, or a path alone.
+    /// `https://api.example.com/v1/users?id=3`, or a path alone; `tcp://HOST:PORT` for
+    /// a connection to a TCP listener (the method is then unused).
     pub(crate) url: String,
     /// Extra request headers, in order.
     pub(crate) headers: Vec<(String, String)>,
     /// The client address (default 127.0.0.1).
     pub(crate) from: Option<String>,
+    /// For `tcp://`: the server name of the ClientHello, empty for none; without it,
+    /// the URL's host when that is a name (as a TLS client would send it).
+    pub(crate) sni: Option<String>,
 }
 
 impl ExplainQuery {
@@ -30,10 +35,11 @@ impl ExplainQuery {
                 "method" => q.method = value.into_owned(),
                 "url" => q.url = value.into_owned(),
                 "from" => q.from = Some(value.into_owned()),
+                "sni" => q.sni = Some(value.into_owned()),
                 "header" => q.headers.push(parse_header(&value)?),
                 _ => {
                     return Err(format!(
-                        "unknown parameter `{key}` (known: method, url, header, from)"
+                        "unknown parameter `{key}` (known: method, url, header, from, sni)"
                     ))
                 }
             }
@@ -83,5 +89,17 @@ mod tests {
         assert!(ExplainQuery::from_query("method=GET").is_err());
         assert!(ExplainQuery::from_query("url=/&header=nocolon").is_err());
         assert!(ExplainQuery::from_query("url=/&verbose=1").is_err());
+        let q = ExplainQuery::from_query("url=tcp%3A%2F%2F127.0.0.1%3A443&sni=a.example").unwrap();
+        assert_eq!(
+            (q.url.as_str(), q.sni.as_deref()),
+            ("tcp://127.0.0.1:443", Some("a.example"))
+        );
+        assert_eq!(
+            ExplainQuery::from_query("url=tcp://h:1&sni=")
+                .unwrap()
+                .sni
+                .as_deref(),
+            Some("")
+        );
     }
 }

@@ -106,24 +106,40 @@ impl TcpMatcher {
     /// Whether the connection matches: `None` when the server name is needed and
     /// not read yet.
     fn matches(&self, client: Option<IpAddr>, sni: Sni<'_>) -> Option<bool> {
+        match self.check(client, sni) {
+            Check::Holds => Some(true),
+            Check::Fails(_) => Some(false),
+            Check::NeedSni => None,
+        }
+    }
+
+    /// The one walk over the conditions, `source` first (it needs no wait), that both
+    /// routing ([`TcpRouteTable::find`]) and explanations ([`TcpRouteTable::explain`])
+    /// run.
+    fn check(&self, client: Option<IpAddr>, sni: Sni<'_>) -> Check {
         if let Some(blocks) = &self.source {
             let Some(ip) = client.map(|ip| ip.to_canonical()) else {
-                return Some(false);
+                return Check::Fails("source");
             };
             if !blocks.iter().any(|b| b.contains(&ip)) {
-                return Some(false);
+                return Check::Fails("source");
             }
         }
         let Some(names) = &self.sni else {
-            return Some(true);
+            return Check::Holds;
         };
-        match sni {
-            Sni::Unread => None,
-            Sni::Read(None) => Some(false),
+        let holds = match sni {
+            Sni::Unread => return Check::NeedSni,
+            Sni::Read(None) => false,
             Sni::Read(Some(name)) => {
                 let name = name.strip_suffix('.').unwrap_or(name).as_bytes();
-                Some(names.iter().any(|n| n.matches_name(name)))
+                names.iter().any(|n| n.matches_name(name))
             }
+        };
+        if holds {
+            Check::Holds
+        } else {
+            Check::Fails("sni")
         }
     }
 
@@ -153,6 +169,25 @@ fn cidr(raw: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("`{s}` is not an IP address or CIDR block (like 10.0.0.0/8 or ::1)"))
 }
 
+/// The verdict of one route's conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Holds,
+    /// The first condition that did not hold: `source` or `sni`.
+    Fails(&'static str),
+    /// Every condition before `sni` holds and the name is not read yet.
+    NeedSni,
+}
+
+/// One route tried for a connection, in table order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TcpTried {
+    /// The route's index.
+    pub(crate) index: usize,
+    /// The first condition that did not hold (`source`, `sni`); `None`: it matched.
+    pub(crate) failed: Option<&'static str>,
+}
+
 /// A TCP listener's routes in config order, each with its target.
 #[derive(Debug)]
 pub(crate) struct TcpRouteTable<T> {
@@ -174,6 +209,26 @@ impl<T> TcpRouteTable<T> {
             }
         }
         Find::None
+    }
+
+    /// Every route tried for a connection from `client` whose ClientHello named `sni`
+    /// (`None`: no name, or no TLS), in order, up to and including the one that matched
+    /// (the one [`TcpRouteTable::find`] returns once the name is read), with why each
+    /// earlier one did not.
+    pub(crate) fn explain(&self, client: Option<IpAddr>, sni: Option<&str>) -> Vec<TcpTried> {
+        let mut tried = Vec::new();
+        for (index, (m, _)) in self.routes.iter().enumerate() {
+            let failed = match m.check(client, Sni::Read(sni)) {
+                Check::Fails(condition) => Some(condition),
+                // `NeedSni` cannot come back for a name already read.
+                Check::Holds | Check::NeedSni => None,
+            };
+            tried.push(TcpTried { index, failed });
+            if failed.is_none() {
+                break;
+            }
+        }
+        tried
     }
 
     /// The target of route `index`.
@@ -269,6 +324,57 @@ mod tests {
             source: None,
         };
         assert_eq!(TcpMatcher::compile(&empty).unwrap_err()[0].key, "sni");
+    }
+
+    #[test]
+    fn explain_names_the_first_failing_condition_and_stops_where_find_does() {
+        let t = TcpRouteTable::new(vec![
+            (matcher(Some(&["a.example"]), Some(&["10.0.0.0/8"])), 0),
+            (matcher(Some(&["*.b.example"]), None), 1),
+            (matcher(None, Some(&["192.0.2.0/24"])), 2),
+            (matcher(None, None), 3),
+        ]);
+        let failed = |client, sni| -> Vec<Option<&str>> {
+            t.explain(ip(client), sni)
+                .iter()
+                .map(|t| t.failed)
+                .collect()
+        };
+        // `source` is checked before `sni`, as routing does.
+        assert_eq!(
+            failed("198.51.100.1", Some("a.example")),
+            [Some("source"), Some("sni"), Some("source"), None]
+        );
+        assert_eq!(failed("10.1.1.1", Some("a.example")), [None]);
+        assert_eq!(
+            failed("10.1.1.1", None),
+            [Some("sni"), Some("sni"), Some("source"), None]
+        );
+        assert_eq!(
+            failed("192.0.2.7", Some("x.b.example")),
+            [Some("source"), None]
+        );
+        for (client, sni) in [
+            ("10.1.1.1", Some("a.example")),
+            ("10.1.1.1", Some("x.b.example")),
+            ("192.0.2.7", None),
+            ("198.51.100.1", Some("A.EXAMPLE.")),
+        ] {
+            let last = t.explain(ip(client), sni).last().copied().unwrap();
+            assert_eq!(
+                t.find(ip(client), Sni::Read(sni)),
+                Find::Route(last.index),
+                "{client} {sni:?}"
+            );
+        }
+        let none = TcpRouteTable::new(vec![(matcher(Some(&["a.example"]), None), 0)]);
+        assert_eq!(
+            none.explain(None, Some("b.example")),
+            [TcpTried {
+                index: 0,
+                failed: Some("sni")
+            }]
+        );
     }
 
     #[test]

@@ -50,8 +50,14 @@ async fn check(explainer: &Explainer, t: &ConfigTest) -> Option<String> {
         url: t.url.clone(),
         headers: t.headers.clone(),
         from: t.from.clone(),
+        sni: t.sni.clone(),
     };
-    let request = format!("{} {}", t.method, t.url);
+    let request = match (t.method.as_str(), t.sni.as_deref()) {
+        ("", None) => t.url.clone(),
+        ("", Some("")) => format!("{} without sni", t.url),
+        ("", Some(sni)) => format!("{} sni {sni}", t.url),
+        (method, _) => format!("{method} {}", t.url),
+    };
     match explainer.explain(&q).await {
         Err(e) => Some(format!("{request}: {e}")),
         Ok(got) if agrees(&t.expect, &got) => None,

@@ -1,6 +1,7 @@
 //! `tioga explain`, `GET /explain` and config `tests:`: which route, pool, filters and
 //! (for `consistent_hash`) backend a request would get, and why every route before it
-//! did not match.
+//! did not match. Connections to TCP listeners (`tcp://HOST:PORT`) are explained in
+//! [`tcp`].
 //!
 //! Nothing here re-implements routing: the request head goes through the listener's
 //! own head checks and path normalisation (`proxy::head::check`), the route table is
@@ -25,9 +26,12 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// The HTTP listeners' route tables, for explanations.
+mod tcp;
+
+/// The HTTP and TCP listeners' route tables, for explanations.
 pub(crate) struct Explainer {
     listeners: Vec<Listener>,
+    tcp: Vec<tcp::TcpListener>,
 }
 
 struct Listener {
@@ -83,6 +87,17 @@ impl Explainer {
     /// From the config's listeners and the pools by name (the running ones, or ones
     /// built for the occasion).
     pub(crate) fn new(listeners: &[ListenerSpec], pools: &BTreeMap<String, Arc<Pool>>) -> Self {
+        let tcp = listeners
+            .iter()
+            .filter_map(|l| match &l.kind {
+                ListenerKind::Tcp {
+                    routes, filters, ..
+                } => Some(tcp::TcpListener::new(
+                    &l.name, &l.binds, routes, filters, pools,
+                )),
+                _ => None,
+            })
+            .collect();
         let listeners = listeners
             .iter()
             .filter_map(|l| {
@@ -112,7 +127,7 @@ impl Explainer {
                 })
             })
             .collect();
-        Self { listeners }
+        Self { listeners, tcp }
     }
 
     /// Builds pools from specs (no health checks run: every backend counts as up),
@@ -127,7 +142,7 @@ impl Explainer {
     }
 
     /// Explains `q`, or says why it cannot (bad method, URL, header or address; no
-    /// HTTP listener for the URL).
+    /// listener for the URL).
     pub(crate) async fn explain(&self, q: &ExplainQuery) -> Result<Explanation, String> {
         let from = match q.from.as_deref() {
             None | Some("") => DEFAULT_FROM,
@@ -135,6 +150,16 @@ impl Explainer {
                 .parse::<IpAddr>()
                 .map_err(|_| format!("`{ip}` is not an IP address"))?,
         };
+        if tcp::is_tcp(&q.url) {
+            let http = |port| {
+                let l = self.listeners.iter().find(|l| l.ports.contains(&port))?;
+                Some(l.name.clone())
+            };
+            return tcp::explain(&self.tcp, http, q, from).await;
+        }
+        if q.sni.is_some() {
+            return Err("`sni` applies to a connection to a tcp listener (tcp://HOST:PORT)".into());
+        }
         let uri: http::Uri = q
             .url
             .parse()
@@ -191,7 +216,13 @@ impl Explainer {
                 .listeners
                 .iter()
                 .find(|l| l.ports.contains(&port))
-                .ok_or_else(|| format!("no http listener is bound on port {port}"));
+                .ok_or_else(|| match self.tcp.iter().find(|l| l.on_port(port)) {
+                    Some(l) => format!(
+                        "port {port} is the tcp listener {}'s: ask with tcp://HOST:{port}",
+                        l.name()
+                    ),
+                    None => format!("no http listener is bound on port {port}"),
+                });
         }
         let tls = uri.scheme_str() == Some("https");
         self.listeners
