@@ -100,6 +100,9 @@ struct Outcome {
     bytes_out: u64,
 }
 
+/// Not HTTP: the accept stack hands each connection to `process_new` whole.
+impl super::accept::Served for TcpProxy {}
+
 #[async_trait]
 impl ServerApp for TcpProxy {
     async fn process_new(

@@ -181,6 +181,17 @@ fn send_now(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
     Ok(sent)
 }
 
+/// Gives back the write buffer of `stream` when it is a coalesced connection with
+/// nothing held: an idle keep-alive connection then holds no buffer of its own.
+pub(super) fn release(stream: &dyn pingora_core::protocols::IO) {
+    if let Some(c) = stream.as_any().downcast_ref::<Coalesce>() {
+        let mut held = c.out.lock();
+        if held.bytes.is_empty() && !held.stalled {
+            held.bytes = Vec::new();
+        }
+    }
+}
+
 impl Coalesce {
     /// Becomes `inner`'s write buffer, flushing as `flush` says. `inner` must have no
     /// write buffer of its own: held bytes go straight to the socket.
