@@ -279,7 +279,8 @@ impl<A: Served> App<A> {
     /// A connection, from the per-connection layers to its end.
     async fn connection(&self, stream: Stream, shutdown: &mut ShutdownWatch) {
         let connection = async {
-            let (stream, h2) = self.layers.apply(stream).await?;
+            // Boxed: its state is needed once, and would otherwise size this task.
+            let (stream, h2) = Box::pin(self.layers.apply(stream)).await?;
             let plain = stream.as_any().is::<L4Stream>() || stream.as_any().is::<Coalesce>();
             if A::HTTP && !h2 && plain {
                 park::serve(&self.app, stream, shutdown).await;

@@ -20,10 +20,10 @@
 //! the socket's readiness says nothing of the plaintext rustls may hold.
 
 use async_trait::async_trait;
-use pingora_core::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -81,26 +81,42 @@ pub(super) async fn readable<S: AsyncRead + Unpin + ?Sized>(stream: &mut S) -> i
 /// (module docs). The client's first bytes are there already.
 pub(super) async fn serve<A: Served>(
     app: &Arc<A>,
-    stream: pingora_core::protocols::Stream,
+    mut stream: pingora_core::protocols::Stream,
     shutdown: &mut ShutdownWatch,
 ) {
-    let mut session = ServerSession::new_http1(stream);
-    session.set_keepalive((!*shutdown.borrow()).then_some(60));
-    session.set_keepalive_reuses_remaining(app.keepalive_request_limit());
+    let mut settings = None;
     loop {
-        let Some(reused) = app.request(session, shutdown).await else {
+        // The session is made and moved into the (boxed) request future outside this
+        // future's state, which therefore stays a few words while it waits.
+        let Some(reused) = request(app, stream, settings, shutdown).await else {
             return;
         };
-        let (mut stream, settings) = reused.consume();
+        let (next, next_settings) = reused.consume();
+        (stream, settings) = (next, next_settings);
         super::coalesce::release(&*stream);
         if !next_request(&mut stream, shutdown).await {
             return;
         }
-        session = ServerSession::new_http1(stream);
-        if let Some(settings) = settings {
-            settings.apply_to_session(&mut session);
+    }
+}
+
+/// One request on `stream`: a new session with the previous one's persistent
+/// settings (or, for the first, what Pingora's own loop sets), served by the app.
+fn request<'a, A: Served>(
+    app: &'a Arc<A>,
+    stream: pingora_core::protocols::Stream,
+    settings: Option<HttpPersistentSettings>,
+    shutdown: &'a ShutdownWatch,
+) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'a>> {
+    let mut session = ServerSession::new_http1(stream);
+    match settings {
+        Some(settings) => settings.apply_to_session(&mut session),
+        None => {
+            session.set_keepalive((!*shutdown.borrow()).then_some(60));
+            session.set_keepalive_reuses_remaining(app.keepalive_request_limit());
         }
     }
+    app.request(session, shutdown)
 }
 
 /// Waits for the next request's first bytes (true), or for shutdown (false) —
