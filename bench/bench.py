@@ -125,6 +125,145 @@ def still_open(sock):
         return False
 
 
+def still_open_tls(sock):
+    """`still_open` for a TLS socket, peeking at its TCP socket through a duplicate."""
+    dup = socket.fromfd(sock.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        return still_open(dup)
+    finally:
+        dup.close()
+
+
+def raise_nofile(n):
+    """Raise this process's open-file limit to at least N if the hard limit allows."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 100
+    if soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cmd_idle(args):
+    """Memory of a proxy holding N idle connections, and after they close.
+
+    Like `mem`, for a protocol: `h1` opens N connections to the proxy's L7 listener,
+    one keep-alive request each; `l4` opens them to its TCP listener (pool: the HTTP
+    backends), one keep-alive request each through the relay. Source addresses
+    127.0.0.1, .2, ... take 20,000 connections each, so ephemeral ports never run
+    out. Prints `rss_idle_kib rss_conns_kib still_open_conns non_200 rss_closed_kib`,
+    the last read `settle` seconds after all N are closed.
+    """
+    raise_nofile(args.conns)
+    host = f"127.0.0.1:{args.port}"
+    bad = 0
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", args.port), timeout=5) as s:
+            for _ in range(100):
+                bad += http_get(s, host) != 200
+    time.sleep(args.settle)
+    idle = sum(rss_kib(p) for p in args.pids)
+    conns = []
+    try:
+        for i in range(args.conns):
+            src = (f"127.0.0.{1 + i // 20000}", 0)
+            s = socket.create_connection(("127.0.0.1", args.port), timeout=10, source_address=src)
+            conns.append(s)
+            bad += http_get(s, host) != 200
+        time.sleep(args.settle)
+        loaded = sum(rss_kib(p) for p in args.pids)
+        alive = sum(still_open(s) for s in conns)
+    finally:
+        for s in conns:
+            s.close()
+    time.sleep(args.settle * 2)
+    closed = sum(rss_kib(p) for p in args.pids)
+    print(idle, loaded, alive, bad, closed)
+
+
+def h2_get(sock, host):
+    """One GET on a fresh h2 connection (TLS, ALPN h2): the preface, empty SETTINGS, a
+    HEADERS frame on stream 1; reads frames (acknowledging the server's SETTINGS) until
+    stream 1 ends. Returns 200 when the response's first header is `:status: 200`
+    (HPACK static index 8), else 0."""
+    authority = host.encode()
+    block = b"\x82\x87\x84\x01" + bytes([len(authority)]) + authority  # GET https / host
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                 + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+                 + len(block).to_bytes(3, "big") + b"\x01\x05\x00\x00\x00\x01" + block)
+    buf, status = b"", 0
+
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed before the end of the response")
+            buf += chunk
+
+    while True:
+        need(9)
+        length, kind, flags = int.from_bytes(buf[:3], "big"), buf[3], buf[4]
+        stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+        need(9 + length)
+        payload, buf = buf[9 : 9 + length], buf[9 + length :]
+        if kind == 4 and not flags & 1:  # SETTINGS, not an ACK
+            sock.sendall(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00")
+        if stream == 1 and kind == 1:  # HEADERS (no padding or priority from these peers)
+            status = 200 if payload[:1] == b"\x88" else 0
+        if stream == 1 and kind in (0, 1) and flags & 1:  # END_STREAM
+            return status
+
+
+def cmd_h2idle(args):
+    """Memory of a TLS proxy holding N idle h2 connections, each after one request.
+
+    As `idle`, over TLS 1.3 with ALPN h2 (certificate not checked); prints the same
+    five numbers.
+    """
+    import ssl
+
+    raise_nofile(args.conns)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    host = f"localhost:{args.port}"
+
+    def connect(i):
+        src = (f"127.0.0.{1 + i // 20000}", 0)
+        raw = socket.create_connection(("127.0.0.1", args.port), timeout=10, source_address=src)
+        s = ctx.wrap_socket(raw, server_hostname="localhost")
+        if s.selected_alpn_protocol() != "h2":
+            raise ConnectionError(f"ALPN chose {s.selected_alpn_protocol()}, not h2")
+        return s
+
+    bad = 0
+    for i in range(20):  # warm-up
+        with connect(i) as s:
+            bad += h2_get(s, host) != 200
+    time.sleep(args.settle)
+    idle = sum(rss_kib(p) for p in args.pids)
+    conns = []
+    try:
+        for i in range(args.conns):
+            s = connect(i)
+            conns.append(s)
+            bad += h2_get(s, host) != 200
+        time.sleep(args.settle)
+        loaded = sum(rss_kib(p) for p in args.pids)
+        alive = sum(still_open_tls(s) for s in conns)
+    finally:
+        for s in conns:
+            s.close()
+    time.sleep(args.settle * 2)
+    closed = sum(rss_kib(p) for p in args.pids)
+    print(idle, loaded, alive, bad, closed)
+
+
 def cmd_mem(args):
     """Memory of a proxy with N idle keep-alive connections.
 
@@ -266,6 +405,24 @@ def per_rep_ratio(raw, measure, a, b):
     return median_or_none(ratios), len(ratios)
 
 
+def idle_rows(raw):
+    """The rows of the `idle` measure present in RAW: `idle_kib:PROTO:N` (KiB per idle
+    connection) and `idle_closed:PROTO:N` (RSS growth left after the N closed)."""
+    rows = []
+    protos = {"h1": "HTTP/1.1 keep-alive", "l4": "L4 TCP", "h2": "h2 (TLS)"}
+    keys = sorted((k for k in raw if k.startswith("idle_")),
+                  key=lambda k: (k.split(":")[1], int(k.split(":")[2]), k))
+    for key in keys:
+        what, proto, n = key.split(":")
+        name = f"{protos.get(proto, proto)}, {int(n):,} conns"
+        if what == "idle_kib":
+            rows.append((key, f"Memory per idle connection: {name}", "KiB/conn", "lower"))
+        else:
+            rows.append((key, f"RSS growth left after the {int(n):,} close: {proto}",
+                         "KiB", "lower"))
+    return rows
+
+
 def load_meta(path):
     """`key<TAB>value` lines; `version:NAME`, `order:REP` and `method` collect."""
     meta = {"versions": {}, "orders": {}, "method": []}
@@ -316,7 +473,7 @@ def cmd_report(args):
     head = ["measure", "unit", "better"] + PROXIES + ["direct"] + [f"tioga/{p}" for p in PEERS]
     w("| " + " | ".join(head) + " |")
     w("|" + "---|" * len(head))
-    for key, label, unit, better in MEASURES:
+    for key, label, unit, better in MEASURES + idle_rows(raw):
         row = [label, unit, better]
         for p in PROXIES + ["direct"]:
             row.append(fmt(median_or_none(list(raw.get(key, {}).get(p, {}).values()))))
@@ -343,7 +500,7 @@ def cmd_report(args):
     head = ["measure", "rep"] + PROXIES + ["direct"]
     w("| " + " | ".join(head) + " |")
     w("|" + "---|" * len(head))
-    for key, label, unit, _ in MEASURES:
+    for key, label, unit, _ in MEASURES + idle_rows(raw):
         for rep in reps:
             row = [f"{key} ({unit})", str(rep)]
             for p in PROXIES + ["direct"]:
@@ -381,6 +538,18 @@ def main():
     p.add_argument("--settle", type=float, default=1.0)
     p.add_argument("pids", nargs="+")
     p.set_defaults(fn=cmd_mem)
+    p = sub.add_parser("idle")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--conns", type=int, default=1000)
+    p.add_argument("--settle", type=float, default=2.0)
+    p.add_argument("pids", nargs="+")
+    p.set_defaults(fn=cmd_idle)
+    p = sub.add_parser("h2idle")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--conns", type=int, default=1000)
+    p.add_argument("--settle", type=float, default=2.0)
+    p.add_argument("pids", nargs="+")
+    p.set_defaults(fn=cmd_h2idle)
     for name, fn in (("wrk", cmd_wrk), ("h2load", cmd_h2load), ("iperf", cmd_iperf)):
         p = sub.add_parser(name)
         p.add_argument("file")

@@ -16,6 +16,10 @@
 #   handshake new TLS connections: `h2load -t1 -c100 -n100` (each client one request
 #             on its own connection) again and again for DURATION: handshakes/s, and
 #             CPU per handshake
+#   idle      memory per idle h2 connection (one request each, then idle) at each count
+#             of IDLE_CONNS (default "1000 100000", lowered to what the open-file limit
+#             allows), and the RSS growth left once they close
+# H2_MEASURES selects and orders them (default "h2 h1_tls handshake idle").
 # Ratios Tioga/HAProxy are taken within each repetition; the report shows medians.
 #
 # Environment: REPS (default 5), DURATION (default 10s), OUT (default
@@ -58,7 +62,7 @@ if [[ ${BUILD:-1} == 1 ]]; then
   log "building tioga (make build: examples/pgo_build.sh)"
   bash "$ROOT/examples/pgo_build.sh"
 fi
-TIOGA=$ROOT/target/release/tioga
+TIOGA=${TIOGA:-$ROOT/target/release/tioga}
 [[ -x $TIOGA ]] || die "$TIOGA is missing: build it (make build) or run with BUILD=1"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tioga-bench-h2.XXXXXX")
@@ -82,7 +86,17 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+IDLE_CONNS=${IDLE_CONNS:-1000 100000}
+idle_max=0
+for n in $IDLE_CONNS; do
+  [[ $n =~ ^[1-9][0-9]*$ ]] || die "IDLE_CONNS must be positive integers (got '$n')"
+  ((n > idle_max)) && idle_max=$n
+done
+ulimit -Hn $((idle_max + 2000)) 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+idle_cap() { local cap=$((NOFILE - 1000)); echo $(($1 < cap ? $1 : cap)); }
+MAXCONN=$(idle_cap "$idle_max"); ((MAXCONN > 8000)) || MAXCONN=8000
 
 start() { # NAME CPU CMD... — in the background, pid in LAST_PID
   local name=$1 cpu=$2
@@ -123,7 +137,7 @@ cat "$TMP/h2-cert.pem" "$TMP/h2-key.pem" >"$TMP/h2-haproxy.pem"
 
 read -r BACKEND_A BACKEND_B < <(py ports 2)
 render "$BENCH/nginx-backend.conf.in" "$TMP/nginx-backend.conf" \
-  TMP="$TMP" BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B"
+  TMP="$TMP" BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B" NOFILE=20000 WORKER_CONNS=16384
 start nginx-backend "$LOAD_CPU" nginx -p "$TMP/" -e "$TMP/nginx-backend.error.log" \
   -c "$TMP/nginx-backend.conf"
 wait_port "$BACKEND_A" "$LAST_PID" && wait_port "$BACKEND_B" "$LAST_PID" \
@@ -141,7 +155,7 @@ start_proxies() {
   start tioga "$PROXY_CPU" "$TIOGA" -c "$TMP/tioga-h2.yaml"
   PID[tioga]=$LAST_PID
   render "$BENCH/haproxy-h2.cfg.in" "$TMP/haproxy-h2.cfg" TMP="$TMP" PORT="${PORT[haproxy]}" \
-    BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B"
+    BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B" MAXCONN="$MAXCONN"
   haproxy -q -c -f "$TMP/haproxy-h2.cfg" || die "haproxy config invalid"
   start haproxy "$PROXY_CPU" haproxy -db -f "$TMP/haproxy-h2.cfg"
   PID[haproxy]=$LAST_PID
@@ -211,7 +225,28 @@ measure_handshake() {
   record "$rep" handshake_cpu_us "$p" "$("$PY" -c "print(round(($after - $before) / $ok, 3))")"
 }
 
-MEASURES=(h2 h1_tls handshake)
+# Memory per idle h2 connection at each of IDLE_CONNS, and the RSS growth left after.
+measure_idle() {
+  local rep=$1 p=$2 want n out idle loaded alive bad closed note pids
+  read -r -a pids < <(pids_of "${PID[$p]}")
+  for want in $IDLE_CONNS; do
+    n=$(idle_cap "$want") note=""
+    ((n == want)) || note="$want asked, $n held: the open-file limit is $NOFILE (the hard limit could not be raised)"
+    if ! out=$(timeout 1800 taskset -c "$LOAD_CPU" "$PY" "$BENCH/bench.py" h2idle \
+      --port "${PORT[$p]}" --conns "$n" "${pids[@]}" 2>"$TMP/idle-$p.err"); then
+      record "$rep" "idle_kib:h2:$n" "$p" "" "idle probe failed: $(tail -n 1 "$TMP/idle-$p.err")"
+      continue
+    fi
+    read -r idle loaded alive bad closed <<<"$out"
+    ((alive == n)) || note+="${note:+; }only $alive of $n connections still open at the reading"
+    ((bad == 0)) || note+="${note:+; }$bad non-200 answers"
+    record "$rep" "idle_kib:h2:$n" "$p" "$("$PY" -c "print(round(($loaded - $idle) / $n, 3))")" "$note"
+    record "$rep" "idle_closed:h2:$n" "$p" "$((closed - idle))"
+    sleep 1
+  done
+}
+
+read -r -a MEASURES <<<"${H2_MEASURES:-h2 h1_tls handshake idle}"
 for ((rep = 1; rep <= REPS; rep++)); do
   order=(tioga haproxy)
   ((rep % 2)) || order=(haproxy tioga)
@@ -263,6 +298,17 @@ for measure, label, unit in [
     ("handshake_rate", "new TLS 1.3 connections (ECDSA P-256): handshakes/s", ""),
     ("handshake_cpu_us", "new TLS 1.3 connections: proxy CPU per handshake", " µs"),
 ]:
+    if med(measure, "tioga") is None and med(measure, "haproxy") is None:
+        continue
+    lines.append(f"| {label} | {f(med(measure, 'tioga'), unit)} | "
+                 f"{f(med(measure, 'haproxy'), unit)} | {fr(ratio(measure))} |")
+idle = sorted({m for m, _ in vals if m.startswith("idle_")},
+              key=lambda m: (int(m.split(":")[2]), m))
+for measure in idle:
+    what, _, n = measure.split(":")
+    label, unit = ((f"idle h2 over TLS, {int(n):,} connections: memory per connection", " KiB")
+                   if what == "idle_kib" else
+                   (f"idle h2, RSS growth left after the {int(n):,} close", " KiB"))
     lines.append(f"| {label} | {f(med(measure, 'tioga'), unit)} | "
                  f"{f(med(measure, 'haproxy'), unit)} | {fr(ratio(measure))} |")
 h2, h1 = med("h2_cpu_us", "tioga"), med("h1_tls_cpu_us", "tioga")
@@ -273,7 +319,9 @@ lines += [f"Method: each proxy one worker on CPU 0, h2load ({h2load}) and nginx 
           "saturated runs (`h2load -t1 -c50 [-m10 | --h1] -D`) after a 1 s warm-up, CPU = "
           "utime+stime of the proxy's processes over the run / requests completed; "
           "handshakes: `h2load -t1 -c100 -n100` repeated for the duration (one request "
-          f"per new connection). Peer: {haproxy}, `ssl-min-ver TLSv1.3`, "
+          f"per new connection); idle: N TLS connections opened one after the other, one h2 GET "
+          "each, left idle, KiB/conn = (RSS_N - RSS_before) / N, 'growth left' read 4 s after "
+          f"all N closed. Peer: {haproxy}, `ssl-min-ver TLSv1.3`, "
           "`alpn h2,http/1.1`, same X-Forwarded-* headers.", ""]
 if notes:
     lines += ["Anomalies:", ""] + [f"- {n}" for n in notes] + [""]

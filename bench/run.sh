@@ -18,8 +18,13 @@
 #   KEEP_TMP  1 = keep the temp dir (configs, logs, raw outputs) for inspection; it is
 #             always kept when the run fails
 #   MEASURES  the measures of the main table, in order (default: mem l7_ka pair l7_close
-#             cpu l4_conn l4_bulk; `cpu` needs `l7_ka` before it unless RATE is given)
+#             cpu l4_conn l4_bulk idle; `cpu` needs `l7_ka` before it unless RATE is given)
 #   SECTIONS  the sections run after the main table (default: h2 udp resilience)
+#   IDLE_CONNS   connection counts of the `idle` measure (default "1000 100000"); each is
+#             lowered to what the open-file limit allows (the bench raises the hard limit
+#             when it may), and the row says the count actually held
+#   IDLE_PROTOS  protocols of the `idle` measure: h1 (L7 keep-alive), l4 (TCP listener)
+#             (default "h1 l4"); `MEASURES=idle` runs it alone
 #   BUILD     0 = use the binaries already built (target/release/tioga,
 #             target/bare/release/examples/bare_pingora); default 1: build them
 #
@@ -82,7 +87,7 @@ if [[ ${BUILD:-1} == 1 ]]; then
   bash "$ROOT/examples/pgo_build.sh"
   (cd "$ROOT" && CARGO_TARGET_DIR="$ROOT/target/bare" "$CARGO" build --release --quiet --example bare_pingora)
 fi
-TIOGA=$ROOT/target/release/tioga
+TIOGA=${TIOGA:-$ROOT/target/release/tioga}
 BARE=$ROOT/target/bare/release/examples/bare_pingora
 TIOGA_BUILD=$(cat "$ROOT/target/pgo/outcome" 2>/dev/null || echo "unknown (built outside make build)")
 # What is measured: the source state now (just after the build), and the binary's date.
@@ -140,8 +145,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Raise the open-file limit: CONNS client connections plus their upstream side.
+# Raise the open-file limit: CONNS client connections plus their upstream side, and the
+# `idle` measure's counts (twice for L4); the hard limit too where that is allowed.
+IDLE_CONNS=${IDLE_CONNS:-1000 100000}
+IDLE_PROTOS=${IDLE_PROTOS:-h1 l4}
+idle_max=0
+for n in $IDLE_CONNS; do
+  [[ $n =~ ^[1-9][0-9]*$ ]] || die "IDLE_CONNS must be positive integers (got '$n')"
+  ((n > idle_max)) && idle_max=$n
+done
+ulimit -Hn $((2 * idle_max + 2000)) 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+# The most idle connections a proxy can hold here at PER descriptors each.
+idle_cap() { local per=$1 n=$2 cap=$(((NOFILE - 1000) / $1)); echo $((n < cap ? n : cap)); }
+MAXCONN=$(idle_cap 2 "$idle_max"); ((MAXCONN > 8000)) || MAXCONN=8000
+WORKER_CONNS=$((2 * MAXCONN + 100)); ((WORKER_CONNS > 16384)) || WORKER_CONNS=16384
 (($(ulimit -n) >= 2 * CONNS + 1000)) || die "ulimit -n $(ulimit -n) is too low for CONNS=$CONNS"
 
 # ------------------------------------------------------------------- helpers
@@ -204,7 +223,8 @@ load() { timeout --kill-after=5 "$BOUND" taskset -c "$LOAD_CPU" "$@"; }
 
 read -r BACKEND_A BACKEND_B IPERF_PORT < <(py ports 3)
 render "$BENCH/nginx-backend.conf.in" "$TMP/nginx-backend.conf" \
-  TMP="$TMP" BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B"
+  TMP="$TMP" BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B" NOFILE="$NOFILE" \
+  WORKER_CONNS="$WORKER_CONNS"
 nginx -t -q -p "$TMP/" -e "$TMP/nginx-backend.error.log" -c "$TMP/nginx-backend.conf" \
   || die "backend nginx config invalid"
 start nginx-backend "$LOAD_CPU" nginx -p "$TMP/" -e "$TMP/nginx-backend.error.log" \
@@ -252,7 +272,7 @@ start_haproxy() {
   HTTP[haproxy]=${ports[0]} TCP[haproxy]=${ports[1]} TCP_IPERF[haproxy]=${ports[2]}
   render "$BENCH/haproxy.cfg.in" "$cfg" TMP="$TMP" HTTP_PORT="${ports[0]}" \
     TCP_PORT="${ports[1]}" TCP_IPERF_PORT="${ports[2]}" BACKEND_A="$BACKEND_A" \
-    BACKEND_B="$BACKEND_B" IPERF_PORT="$IPERF_PORT"
+    BACKEND_B="$BACKEND_B" IPERF_PORT="$IPERF_PORT" MAXCONN="$MAXCONN"
   haproxy -q -c -f "$cfg" || die "haproxy config invalid"
   start haproxy "$PROXY_CPU" haproxy -db -f "$cfg"
 }
@@ -263,7 +283,8 @@ start_nginx() {
   HTTP[nginx]=${ports[0]} TCP[nginx]=${ports[1]} TCP_IPERF[nginx]=${ports[2]}
   render "$BENCH/nginx-proxy.conf.in" "$cfg" TMP="$TMP" HTTP_PORT="${ports[0]}" \
     TCP_PORT="${ports[1]}" TCP_IPERF_PORT="${ports[2]}" BACKEND_A="$BACKEND_A" \
-    BACKEND_B="$BACKEND_B" IPERF_PORT="$IPERF_PORT"
+    BACKEND_B="$BACKEND_B" IPERF_PORT="$IPERF_PORT" NOFILE="$NOFILE" \
+    WORKER_CONNS="$WORKER_CONNS"
   nginx -t -q -p "$TMP/" -e "$TMP/nginx-proxy.error.log" -c "$cfg" || die "nginx config invalid"
   start nginx "$PROXY_CPU" nginx -p "$TMP/" -e "$TMP/nginx-proxy.error.log" -c "$cfg"
 }
@@ -282,9 +303,14 @@ start_all() {
   PID[tioga+log]=$LAST_PID
   start_haproxy; PID[haproxy]=$LAST_PID
   start_nginx; PID[nginx]=$LAST_PID
-  start_pingora; PID[pingora]=$LAST_PID
+  # Bare Pingora only when a measure compares with it (`MEASURES=idle` needs no build).
+  if ((NEED_PINGORA)); then
+    start_pingora
+    PID[pingora]=$LAST_PID
+  fi
   local p port
   for p in tioga tioga+log haproxy nginx pingora; do
+    [[ -n ${PID[$p]:-} ]] || continue
     for port in "${HTTP[$p]}" ${TCP[$p]:-} ${TCP_IPERF[$p]:-} ${ADMIN[$p]:-}; do
       wait_port "$port" "${PID[$p]}" || die "$p did not listen on $port: $(tail -n 20 "$TMP/$p.out")"
     done
@@ -297,7 +323,9 @@ start_all() {
 
 stop_all() {
   local p pids=()
-  for p in tioga tioga+log haproxy nginx pingora; do pids+=("${PID[$p]}"); done
+  for p in tioga tioga+log haproxy nginx pingora; do
+    if [[ -n ${PID[$p]:-} ]]; then pids+=("${PID[$p]}"); fi
+  done
   stop_pids "${pids[@]}"
   forget "${pids[@]}"
 }
@@ -321,6 +349,37 @@ measure_mem() {
   ((alive == CONNS)) || note="only $alive of $CONNS connections still open at the reading"
   ((bad == 0)) || note+="${note:+; }$bad non-200 answers"
   record "$rep" kib_per_conn "$p" "$("$PY" -c "print(round(($loaded - $idle) / $CONNS, 3))")" "$note"
+}
+
+# Memory per idle connection at each of IDLE_CONNS, for each of IDLE_PROTOS, and the
+# RSS growth left once they close.
+measure_idle() {
+  local rep=$1 p=$2 proto n want port out idle loaded alive bad closed note
+  for proto in $IDLE_PROTOS; do
+    for want in $IDLE_CONNS; do
+      case $proto in
+        # Two descriptors for h1 too: Tioga's coalescing keeps a duplicate of each
+        # client socket (docs/performance.md).
+        h1) n=$(idle_cap 2 "$want") port=${HTTP[$p]} ;;
+        l4) n=$(idle_cap 2 "$want") port=${TCP[$p]} ;;
+        *) die "IDLE_PROTOS: unknown protocol '$proto' (h1, l4)" ;;
+      esac
+      note=""
+      ((n == want)) || note="$want asked, $n held: the open-file limit is $NOFILE (the hard limit could not be raised)"
+      # shellcheck disable=SC2046 # pids_of's words are pids
+      if ! out=$(timeout 1800 taskset -c "$LOAD_CPU" "$PY" "$HELP" idle --port "$port" \
+        --conns "$n" $(pids_of "${PID[$p]}") 2>"$TMP/idle-$p.err"); then
+        record "$rep" "idle_kib:$proto:$n" "$p" "" "idle probe failed: $(tail -n 1 "$TMP/idle-$p.err")"
+        continue
+      fi
+      read -r idle loaded alive bad closed <<<"$out"
+      ((alive == n)) || note+="${note:+; }only $alive of $n connections still open at the reading"
+      ((bad == 0)) || note+="${note:+; }$bad non-200 answers"
+      record "$rep" "idle_kib:$proto:$n" "$p" "$("$PY" -c "print(round(($loaded - $idle) / $n, 3))")" "$note"
+      record "$rep" "idle_closed:$proto:$n" "$p" "$((closed - idle))"
+      sleep 1
+    done
+  done
 }
 
 # wrk_run REP PROXY PORT MEASURE_PREFIX [EXTRA wrk ARGS...] — records rps (and p99).
@@ -438,9 +497,14 @@ declare -A WHO=(
   [cpu]="tioga haproxy nginx pingora"
   [l4_conn]="tioga haproxy nginx"
   [l4_bulk]="tioga haproxy nginx direct"
+  [idle]="tioga haproxy nginx"
 )
-read -r -a MEASURE_ORDER <<<"${MEASURES:-mem l7_ka pair l7_close cpu l4_conn l4_bulk}"
+read -r -a MEASURE_ORDER <<<"${MEASURES:-mem l7_ka pair l7_close cpu l4_conn l4_bulk idle}"
 BASE_ORDER=(tioga tioga+log haproxy nginx pingora direct)
+NEED_PINGORA=0
+for m in "${MEASURE_ORDER[@]}"; do
+  if [[ " ${WHO[$m]:-} " == *" pingora "* ]]; then NEED_PINGORA=1; fi
+done
 
 # The fixed rate: given, or half the slowest proxy's keep-alive throughput in rep 1.
 choose_rate() {
@@ -515,12 +579,14 @@ meta method "CPU: (utime+stime of the proxy's processes from /proc/PID/stat, del
 meta method "L4 connection rate: \`wrk -t1 -c50 -H 'Connection: close'\` through the TCP listener (one client and one backend connection per request); bare Pingora has no TCP listener."
 meta method "L4 bulk: \`iperf3 -c -t ${SECS}\`, one stream, through a TCP listener whose pool is the single \`iperf3 -s\` (control and data connections both proxied); client and server share CPU 1. Tioga runs with its default \`busy_poll: 50us\` (a spliced direction polls up to 50 µs before it sleeps; the CPU row below shows what that costs); HAProxy with its default, no \`busy-polling\`."
 meta method "Memory: 200 warm-up requests, VmRSS summed over the proxy's processes (nginx master + worker), then $CONNS connections opened one after the other, one keep-alive request each, left idle; KiB/conn = (RSS_$CONNS − RSS_idle) / $CONNS. Measured first in each repetition, on freshly started proxies."
+meta method "Idle connections (\`idle\`): as Memory, for each protocol (h1: the L7 listener; l4: the TCP listener, whose pool is the two HTTP backends, so each idle client connection also holds one to a backend) and each count in IDLE_CONNS ($IDLE_CONNS), opened from source addresses 127.0.0.1, .2, … (20,000 each); KiB/conn = (RSS_N − RSS_before) / N; 'RSS growth left' = RSS 4 s after all N closed − RSS_before. Open-file limit of this run: $NOFILE."
 meta method "Same work for all: Host passed unchanged, X-Forwarded-For/-Proto/-Host added (HAProxy \`option forwardfor\` + set-header, nginx proxy_set_header, bare Pingora in upstream_request_filter); no logging; nginx \`keepalive_requests\` lifted (its default closes a client connection every 1000 requests). Tioga runs one thread per listener plus its admin endpoint, all pinned to CPU 0."
 "$PY" "$HELP" report --raw "$RAW" --meta "$META" --out "$OUT"
 log "wrote $OUT"
 # The HTTP/2 and TLS rows (Tioga and HAProxy), appended to the same report.
 [[ " ${SECTIONS:-h2 udp resilience} " == *" h2 "* ]] &&
-  REPS=$REPS DURATION="${SECS}s" OUT=$OUT BUILD=0 bash "$BENCH/h2.sh"
+  TIOGA="$TIOGA" IDLE_CONNS="$IDLE_CONNS" REPS=$REPS DURATION="${SECS}s" OUT=$OUT BUILD=0 \
+    bash "$BENCH/h2.sh"
 # UDP rows (Tioga's udp listener against nginx's stream module): their own script and section.
 [[ " ${SECTIONS:-h2 udp resilience} " == *" udp "* ]] &&
   REPS=$REPS DURATION=$DURATION OUT=$OUT TIOGA=$TIOGA BUILD=${BUILD:-1} bash "$BENCH/udp.sh"

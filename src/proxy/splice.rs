@@ -3,7 +3,9 @@
 //! socket → pipe → socket with `splice(2)` and never enter user space.
 //!
 //! The copy phase reads and writes the client through Pingora's own stream, so a short
-//! connection costs no more descriptors than its two sockets. Only a direction that
+//! connection costs no more descriptors than its two sockets; its buffer is allocated
+//! when bytes arrive and given back when the direction goes idle, so an idle relayed
+//! connection holds none. Only a direction that
 //! switches to splice duplicates the client's socket into a tokio `TcpStream`
 //! ([`fd`]), so readiness comes from the same reactor; Pingora's stream stays
 //! alive until the relay ends, then both close. Splicing from the socket is right only
@@ -13,14 +15,17 @@
 //! right after says the same. A spliced direction that finds its socket empty
 //! busy-polls for the listener's `busy_poll` window before it sleeps ([`BusyPoll`]).
 
+use std::future::poll_fn;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use pingora_core::protocols::Stream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 use super::busy_poll::BusyPoll;
@@ -59,6 +64,29 @@ pub(super) enum Sink<'a> {
 }
 
 impl Source<'_> {
+    /// Resolves once there are bytes to read (or EOF), holding no buffer: the wait of
+    /// an idle direction.
+    async fn readable(&mut self) -> io::Result<()> {
+        match self {
+            Source::Upstream(s) => s.readable().await,
+            // A read of nothing waits on the socket like any read and takes no bytes.
+            Source::Client(half) => {
+                let mut nothing = ReadBuf::new(&mut []);
+                poll_fn(|cx| Pin::new(&mut *half).poll_read(cx, &mut nothing)).await
+            }
+        }
+    }
+
+    /// Reads what is there now into `buf`'s spare capacity, as [`Source::read`];
+    /// `None`, taking nothing, when there is nothing yet.
+    async fn read_now(&mut self, buf: &mut Vec<u8>) -> Option<io::Result<usize>> {
+        let read = pin!(self.read(buf));
+        match futures::poll!(read) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        }
+    }
+
     /// Reads what is there (at least one byte, or 0 at EOF) into `buf`'s spare capacity.
     async fn read(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
         match self {
@@ -188,10 +216,19 @@ async fn copy_first(
     tally: &mut Tally<'_>,
 ) -> io::Result<bool> {
     let mut copied = 0;
-    let mut buf = Vec::with_capacity(COPY_BUFFER);
+    // The buffer exists only while bytes move: an idle direction waits without one.
+    let mut buf = Vec::new();
     while copied < COPY_FIRST {
+        if buf.capacity() == 0 {
+            from.readable().await?;
+            buf.reserve_exact(COPY_BUFFER);
+        }
         buf.clear();
-        let n = from.read(&mut buf).await?;
+        let Some(n) = from.read_now(&mut buf).await else {
+            buf = Vec::new();
+            continue;
+        };
+        let n = n?;
         if n == 0 {
             return Ok(true);
         }

@@ -100,6 +100,9 @@ struct Outcome {
     bytes_out: u64,
 }
 
+/// Not HTTP: the accept stack hands each connection to `process_new` whole.
+impl super::accept::Served for TcpProxy {}
+
 #[async_trait]
 impl ServerApp for TcpProxy {
     async fn process_new(
@@ -113,7 +116,9 @@ impl ServerApp for TcpProxy {
             a.and_then(|a| a.as_inet()).copied()
         };
         let peer = inet(digest.as_ref().and_then(|d| d.peer_addr()));
-        let (client, route) = match self.route(client, peer).await {
+        // The routing, filter and connect steps are boxed: their state is needed once,
+        // and would otherwise size the future an idle relayed connection holds.
+        let (client, route) = match Box::pin(self.route(client, peer)).await {
             Ok(found) => found,
             Err(ending) => {
                 let _open = self.no_route.open();
@@ -136,11 +141,11 @@ impl ServerApp for TcpProxy {
             None => None,
         };
         let mut outcome = Outcome::ended(Ending::Relayed);
-        if !self.admit(route, peer).await {
+        if !Box::pin(self.admit(route, peer)).await {
             outcome.ending = Ending::Refused; // dropping `client` closes it
         } else {
             let mut attempt = route.pool.attempt();
-            let connected = self.connect(route, (peer, local), &mut attempt).await;
+            let connected = Box::pin(self.connect(route, (peer, local), &mut attempt)).await;
             outcome.backend = attempt.backend();
             outcome.retries = attempt.retries();
             match connected {

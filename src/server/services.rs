@@ -493,7 +493,7 @@ fn serve<A>(
     listener: &str,
 ) -> Result<Box<dyn ServiceWithDependents>, ServerError>
 where
-    A: pingora_core::apps::ServerApp + Send + Sync + 'static,
+    A: crate::proxy::accept::Served,
 {
     stack
         .service(name, app, binds)

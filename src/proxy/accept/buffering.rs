@@ -6,8 +6,12 @@
 //! so it only added a copy, a memset per connection and memory per idle keep-alive
 //! connection; and the TCP relay splices straight from the socket, which is right only
 //! when nothing the client sent waits in user space. The write buffer is off where
-//! another layer writes to the socket itself. TLS endpoints keep Pingora's defaults:
-//! rustls reads records in small pieces.
+//! another layer writes to the socket itself. TLS endpoints keep Pingora's write
+//! buffer but not its read buffer either: zeroed at accept, it was 64 KiB of every idle
+//! TLS connection (h2 or HTTP/1), while rustls reads records into a buffer of its own
+//! that it shrinks when nothing is pending. The cost is a read syscall per 4 KiB
+//! (rustls' read size) where the buffer took up to 64 KiB at once, which matters only
+//! for large uploads over TLS.
 
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_error::ErrorType;
@@ -44,7 +48,7 @@ impl Buffering {
         let endpoint = ListenerConfig::tcp(addr);
         Ok(match tls {
             None => endpoint.l4_buffer(self.settings()),
-            Some(t) => endpoint.tls(
+            Some(t) => endpoint.l4_buffer(L4BufferSettings::default().read(0)).tls(
                 crate::proxy::tls::settings(t, http2)
                     .map_err(|e| pingora_error::Error::explain(ErrorType::InvalidCert, e))?,
             ),

@@ -89,6 +89,8 @@ struct Held {
     failed: Option<io::ErrorKind>,
     /// The connection's task, woken when the flusher leaves it bytes to send.
     waker: Option<Waker>,
+    /// The connection went idle with bytes held: the buffer goes once they are sent.
+    release: bool,
 }
 
 impl Outbox {
@@ -147,8 +149,9 @@ impl Held {
     fn sent_all(&mut self) {
         self.bytes.clear();
         self.stalled = false;
-        if self.bytes.capacity() > KEEP_CAPACITY {
+        if self.release || self.bytes.capacity() > KEEP_CAPACITY {
             self.bytes = Vec::new();
+            self.release = false;
         }
     }
 
@@ -179,6 +182,20 @@ fn send_now(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
         }
     }
     Ok(sent)
+}
+
+/// Gives back the write buffer of `stream` when it is a coalesced connection with
+/// nothing held: an idle keep-alive connection then holds no buffer of its own.
+pub(super) fn release(stream: &dyn pingora_core::protocols::IO) {
+    if let Some(c) = stream.as_any().downcast_ref::<Coalesce>() {
+        let mut held = c.out.lock();
+        if held.bytes.is_empty() && !held.stalled {
+            held.bytes = Vec::new();
+        } else {
+            // Still on its way (the flusher's pass, or a full socket).
+            held.release = true;
+        }
+    }
 }
 
 impl Coalesce {

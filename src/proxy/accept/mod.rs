@@ -5,7 +5,7 @@
 //! 1. [`buffering`]: each endpoint's Pingora L4 buffers, and its TLS. Plain endpoints
 //!    never read-buffer; their write buffer is off where another layer writes to the
 //!    socket itself (coalescing, or the TCP relay's splice).
-//! 2. [`first_request`]: waits for a new connection's first bytes and puts them back,
+//! 2. [`first_request`]: waits for a new connection's first bytes, holding no buffer,
 //!    so a shutdown cannot drop it unanswered. On for HTTP listeners.
 //! 3. [`coalesce`]: the connection's write buffer, which sends a worker's answers
 //!    together. HTTP listeners' `coalesce` (default true).
@@ -26,8 +26,9 @@
 //!
 //! The per-connection layers (2 and 3) apply to plain-TCP connections only: a TLS
 //! handshake has already read from the client, and TLS endpoints keep Pingora's
-//! buffers. A listener with none of them on (TCP) gets no wrapper: Pingora hands its
-//! connections to the app directly. What the layers need from each other is settled
+//! buffers. Every connection leaves Pingora's accept task for a small task of its
+//! own, and a plain HTTP/1 connection is held as little more than its socket between
+//! requests ([`park`]). What the layers need from each other is settled
 //! in [`Stack`]'s constructors, from the same switches: coalescing is on exactly where
 //! the write buffer is off; and the guard reads before coalescing wraps the stream, as
 //! it puts the bytes back into Pingora's stream.
@@ -48,10 +49,12 @@ mod coalesce;
 mod first_request;
 mod head_timeout;
 mod limit;
+mod park;
 mod proxy_protocol;
 
 pub(crate) use head_timeout::{head_parsed, request_done, HeadTimeouts};
 pub(crate) use limit::Limit;
+pub(crate) use park::Served;
 #[cfg(feature = "fuzzing")]
 pub(crate) use proxy_protocol::parse as parse_proxy_header;
 pub(crate) use proxy_protocol::ProxyProtocol;
@@ -174,19 +177,12 @@ impl Stack {
         binds: &[SocketAddr],
     ) -> pingora_error::Result<Box<dyn ServiceWithDependents>>
     where
-        A: ServerApp + Send + Sync + 'static,
+        A: Served,
     {
-        let layers = self.layers.clone();
-        if !layers.first_request
-            && !layers.coalesce
-            && layers.proxy_protocol.is_none()
-            && self.timeouts.is_none()
-            && self.limit.is_none()
-        {
-            return self.listen(Service::new(name, app), binds);
-        }
+        // Every app goes through `App`, even with no layer on: it moves each connection
+        // out of Pingora's accept task into a small one of its own (`park`).
         let app = App {
-            layers,
+            layers: self.layers.clone(),
             limit: self.limit.clone(),
             timeouts: self.timeouts.clone(),
             app: Arc::new(app),
@@ -240,7 +236,7 @@ impl Layers {
             }
         }
         let h2 = match self.first_request {
-            true => first_request::wait(&mut l4).await?,
+            true => first_request::wait(&mut l4, self.proxy_protocol.is_some()).await?,
             false => false,
         };
         if !self.coalesce {
@@ -259,19 +255,43 @@ struct App<A> {
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for App<A> {
+impl<A: Served> ServerApp for App<A> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         // Dropping `stream` closes a refused connection.
-        let _slot = match &self.limit {
+        let slot = match &self.limit {
             Some(limit) => Some(limit.admit()?),
             None => None,
         };
+        // Pingora's accept task, whose future is sized for the TLS handshake, ends
+        // here; the connection goes on in a task of its own, small while idle (`park`).
+        let (app, mut shutdown) = (self.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            app.connection(stream, &mut shutdown).await;
+        });
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.app.cleanup().await;
+    }
+}
+
+impl<A: Served> App<A> {
+    /// A connection, from the per-connection layers to its end.
+    async fn connection(&self, stream: Stream, shutdown: &mut ShutdownWatch) {
         let connection = async {
-            let (stream, h2) = self.layers.apply(stream).await?;
+            // Boxed: its state is needed once, and would otherwise size this task.
+            let (stream, h2) = Box::pin(self.layers.apply(stream)).await?;
+            let plain = stream.as_any().is::<L4Stream>() || stream.as_any().is::<Coalesce>();
+            if A::HTTP && !h2 && plain {
+                park::serve(&self.app, stream, shutdown).await;
+                return None;
+            }
             if h2 {
                 head_timeout::let_go();
             }
@@ -281,16 +301,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for App<A> {
             while let Some(stream) = reused {
                 reused = self.app.process_new(stream, shutdown).await;
             }
-            None
+            None::<()>
         };
         match &self.timeouts {
             Some(timeouts) => timeouts.guard(connection).await,
             None => connection.await,
-        }
-    }
-
-    async fn cleanup(&self) {
-        self.app.cleanup().await;
+        };
     }
 }
 

@@ -35,7 +35,7 @@ async fn accepted(sent: &[u8]) -> (Stream, TcpStream) {
 }
 
 #[tokio::test]
-async fn the_guard_puts_the_first_bytes_back_and_coalescing_wraps_the_stream() {
+async fn the_guard_leaves_the_first_bytes_to_read_and_coalescing_wraps_the_stream() {
     for coalesce in [true, false] {
         let (stream, _client) = accepted(b"hello").await;
         let (mut stream, h2) = Stack::http(None, coalesce, HeadTimeouts::unlimited())

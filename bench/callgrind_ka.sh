@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Instructions per keep-alive request, counted by callgrind (repeatable on a busy
+# machine, unlike wall-clock CPU): Tioga (one worker thread) under
+# `valgrind --tool=callgrind` serves N1, then N2 sequential requests through ONE
+# keep-alive connection to an nginx backend; (Ir(N2) - Ir(N1)) / (N2 - N1) is the
+# cost of one request with start-up and shutdown cancelled out.
+#
+#   bash bench/callgrind_ka.sh [TIOGA_BINARY]    # default target/release/tioga
+#   N1=500 N2=2500 bash bench/callgrind_ka.sh
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TIOGA=${1:-$ROOT/target/release/tioga}
+N1=${N1:-500}
+N2=${N2:-2500}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/tioga-callgrind.XXXXXX")
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+BA=$(port) BB=$(port)
+sed -e "s|@TMP@|$TMP|g" -e "s|@BACKEND_A@|$BA|g" -e "s|@BACKEND_B@|$BB|g" \
+  -e "s|@NOFILE@|20000|g" -e "s|@WORKER_CONNS@|16384|g" \
+  "$ROOT/bench/nginx-backend.conf.in" >"$TMP/backend.conf"
+nginx -p "$TMP/" -e "$TMP/backend.err" -c "$TMP/backend.conf" &
+PIDS+=($!)
+wait_port "$BA"
+
+run() { # N — prints the instructions Tioga executed serving N requests
+  local n=$1 listen
+  listen=$(port)
+  cat >"$TMP/tioga.yaml" <<YAML
+server:
+  threads: 1
+  pid_file: $TMP/tioga.pid
+  upgrade_sock: $TMP/upgrade.sock
+  grace_period: 1s
+  graceful_shutdown_timeout: 1s
+pools:
+  web:
+    backends: ["127.0.0.1:$BA", "127.0.0.1:$BB"]
+listeners:
+  http:
+    protocol: http
+    bind: 127.0.0.1:$listen
+    routes:
+      - pool: web
+YAML
+  valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.%p" "$TIOGA" -c "$TMP/tioga.yaml" \
+    2>"$TMP/vg-$n.err" &
+  local vg=$!
+  wait_port "$listen" || { cat "$TMP/vg-$n.err" >&2; return 1; }
+  python3 - "$listen" "$n" <<'PY'
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", port))
+req = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+for _ in range(n):
+    s.sendall(req)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(65536)
+    head, _, body = buf.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    need = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    while len(body) < need:
+        body += s.recv(65536)
+s.close()
+PY
+  kill -TERM "$vg"
+  wait "$vg" || true
+  sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$TMP/vg-$n.err" | awk '{s += $1} END {print s}'
+}
+
+a=$(run "$N1")
+b=$(run "$N2")
+echo "Ir($N1) = $a, Ir($N2) = $b, per request: $(((b - a) / (N2 - N1)))"

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Where the bytes of an idle connection live: Tioga (built with `--features
+# system-alloc`, so that valgrind sees its allocations) under `valgrind --tool=dhat`
+# holds N idle connections of PROTO (h1: keep-alive through the L7 listener; l4: the
+# TCP listener), opened by bench/bench.py's idle probe; then the heap at its peak
+# (t-gmax, when the N are open) is listed by allocation site, in bytes and blocks per
+# connection.
+#
+#   cargo build --release --features system-alloc
+#   bash bench/dhat_idle.sh target/release/tioga [N] [PROTO]
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TIOGA=$1
+N=${2:-1000}
+PROTO=${3:-h1}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/tioga-dhat.XXXXXX")
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+BA=$(port) BB=$(port) HTTP=$(port) TCP=$(port)
+sed -e "s|@TMP@|$TMP|g" -e "s|@BACKEND_A@|$BA|g" -e "s|@BACKEND_B@|$BB|g" \
+  -e "s|@NOFILE@|20000|g" -e "s|@WORKER_CONNS@|16384|g" \
+  "$ROOT/bench/nginx-backend.conf.in" >"$TMP/backend.conf"
+nginx -p "$TMP/" -e "$TMP/backend.err" -c "$TMP/backend.conf" &
+PIDS+=($!)
+wait_port "$BA"
+cat >"$TMP/tioga.yaml" <<YAML
+server:
+  threads: 1
+  pid_file: $TMP/tioga.pid
+  upgrade_sock: $TMP/upgrade.sock
+  grace_period: 1s
+  graceful_shutdown_timeout: 1s
+pools:
+  web:
+    backends: ["127.0.0.1:$BA", "127.0.0.1:$BB"]
+listeners:
+  http:
+    protocol: http
+    bind: 127.0.0.1:$HTTP
+    keepalive_timeout: 300s
+    routes:
+      - pool: web
+  tcp:
+    protocol: tcp
+    bind: 127.0.0.1:$TCP
+    pool: web
+YAML
+valgrind --tool=dhat --dhat-out-file="$TMP/dhat.json" "$TIOGA" -c "$TMP/tioga.yaml" \
+  2>"$TMP/vg.err" &
+VG=$!
+wait_port "$HTTP" || { cat "$TMP/vg.err" >&2; exit 1; }
+port=$HTTP
+[[ $PROTO == l4 ]] && port=$TCP
+python3 "$ROOT/bench/bench.py" idle --port "$port" --conns "$N" --settle 3 "$VG"
+kill -TERM "$VG"
+wait "$VG" || true
+python3 - "$TMP/dhat.json" "$N" <<'PY'
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+n = int(sys.argv[2])
+ftbl = d["ftbl"]
+skip = re.compile(r"alloc::|__rust|malloc|realloc|calloc|core::ptr|<alloc|hashbrown::raw|"
+                  r"RawVec|bytes::bytes_mut|std::sys|vec::Vec|arc::Arc|boxed::Box|"
+                  r"tokio::runtime::task::(core|raw|new_task)|::new_task|::bind$")
+def where(pp):
+    names = []
+    for i in pp["fs"]:
+        f = ftbl[i]
+        m = re.search(r": (.*?) \(", f)
+        name = m.group(1) if m else f
+        if not skip.search(name):
+            names.append(re.sub(r"::\{\{closure\}\}|::h[0-9a-f]{16}", "", name))
+        if len(names) == 3:
+            break
+    return " <- ".join(names)
+# Per-connection sites: at least one live block per two connections at the peak; the
+# rest (start-up, the runtime, pools) does not grow with N.
+pps = sorted((p for p in d["pps"] if p.get("gbk", 0) >= n / 2), key=lambda p: -p["gb"])
+total = sum(p["gb"] for p in pps)
+print(f"per-connection sites at t-gmax (N = {n}): {total / n:.0f} bytes per connection")
+print("bytes/conn  blocks/conn  where (first frames outside the allocator)")
+for p in pps:
+    print(f"{p['gb'] / n:10.0f}  {p['gbk'] / n:11.2f}  {where(p)[:220]}")
+PY
