@@ -166,3 +166,5 @@ impl ServerApp for LiveTcp {
         app.process_new(client, shutdown).await
     }
 }
+
+impl super::accept::Served for LiveTcp {}
