@@ -6,7 +6,6 @@
 //! logged with its reason, counted (`tioga_config_reloads_total{result="rolled_back"}`)
 //! and shown in `/status`. The file on disk is left as it is.
 
-use super::live::Live;
 use crate::config::guard::ReloadGuard;
 use crate::observability::status::{ListenerStatus, Status};
 use std::sync::Arc;
@@ -73,8 +72,19 @@ fn verdict(guard: &ReloadGuard, before: Sample, after: Sample, now: Sample) -> O
     None
 }
 
+/// What the guard watches and acts on: the running config (`live.rs`).
+pub(super) trait Guarded: Send + Sync + 'static {
+    /// Which config is in place: it changes with each reload and rollback.
+    fn generation(&self) -> u64;
+    /// The running config's answers and healthy backends.
+    fn sample(&self) -> Option<Sample>;
+    /// Goes back to the config before reload `generation`, unless another config was
+    /// put in place since.
+    fn roll_back(&self, generation: u64, why: &str);
+}
+
 /// Watches reload `generation` on a thread of its own.
-pub(super) fn watch(live: Arc<Live>, generation: u64, guard: ReloadGuard, before: Sample) {
+pub(super) fn watch(live: Arc<dyn Guarded>, generation: u64, guard: ReloadGuard, before: Sample) {
     let spawned = std::thread::Builder::new()
         .name("tioga-guard".into())
         .spawn(move || {

@@ -20,7 +20,7 @@
 //! The pools' background work (health checks, DNS discovery) runs on a runtime owned
 //! here rather than as Pingora services, so that a reload can start and stop it.
 
-use super::guard::{self, Sample};
+use super::guard::{self, Guarded, Sample};
 use super::services::{self, Handle, Shared};
 use crate::config::{diff, AccessLogSpec, Config, ConfigError, PoolSpec};
 use crate::filter::Registry;
@@ -300,53 +300,6 @@ impl Live {
         ReloadAnswer { status: 200, body }
     }
 
-    /// Which config is in place: it changes with each reload and rollback.
-    pub(super) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
-    }
-
-    /// The running config's answers and healthy backends (for `reload_guard`).
-    pub(super) fn sample(&self) -> Option<Sample> {
-        Some(Sample::of(&self.view.get()?.load().status))
-    }
-
-    /// Goes back to the config before reload `generation`, unless another config was
-    /// put in place since.
-    pub(super) fn roll_back(&self, generation: u64, why: &str) {
-        let mut st = self.state();
-        if self.generation() != generation {
-            return;
-        }
-        let Some(previous) = st.previous.take() else {
-            return;
-        };
-        let config = match Config::parse(&self.file, &previous, &self.registry) {
-            Ok(c) => c,
-            Err(e) => {
-                log::error!("reload_guard: cannot go back to the previous config: {e}");
-                return;
-            }
-        };
-        let digest = hash(&previous);
-        let mut upgrade = Vec::new();
-        if let Err(e) = self.apply(&mut st, previous, config, &mut upgrade) {
-            log::error!("reload_guard: cannot go back to the previous config: {e}");
-            return;
-        }
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        log::error!(
-            "reload_guard: rolled back to config {} because {why}; {} still holds the \
-             config that was rolled back",
-            &digest[..12],
-            self.file.display()
-        );
-        self.metrics.config_reloaded("rolled_back");
-        self.metrics.set_config_hash(&digest);
-        self.metrics.set_config_loaded(services::unix_now());
-        let detail = json!({"result": "rolled_back", "why": why, "hash": digest});
-        self.config.applied(digest, "rolled_back", detail);
-    }
-
     /// A refused reload: logged, counted, shown; the running config stays.
     fn refused(&self, by: &str, problems: Vec<String>, status: u16) -> ReloadAnswer {
         for p in &problems {
@@ -489,5 +442,54 @@ pub(crate) struct Reloader(Arc<Live>);
 impl Reload for Reloader {
     async fn reload(&self, by: &str) -> ReloadAnswer {
         self.0.reload_async(by).await
+    }
+}
+
+impl Guarded for Live {
+    /// Which config is in place: it changes with each reload and rollback.
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The running config's answers and healthy backends (for `reload_guard`).
+    fn sample(&self) -> Option<Sample> {
+        Some(Sample::of(&self.view.get()?.load().status))
+    }
+
+    /// Goes back to the config before reload `generation`, unless another config was
+    /// put in place since.
+    fn roll_back(&self, generation: u64, why: &str) {
+        let mut st = self.state();
+        if self.generation() != generation {
+            return;
+        }
+        let Some(previous) = st.previous.take() else {
+            return;
+        };
+        let config = match Config::parse(&self.file, &previous, &self.registry) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("reload_guard: cannot go back to the previous config: {e}");
+                return;
+            }
+        };
+        let digest = hash(&previous);
+        let mut upgrade = Vec::new();
+        if let Err(e) = self.apply(&mut st, previous, config, &mut upgrade) {
+            log::error!("reload_guard: cannot go back to the previous config: {e}");
+            return;
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        log::error!(
+            "reload_guard: rolled back to config {} because {why}; {} still holds the \
+             config that was rolled back",
+            &digest[..12],
+            self.file.display()
+        );
+        self.metrics.config_reloaded("rolled_back");
+        self.metrics.set_config_hash(&digest);
+        self.metrics.set_config_loaded(services::unix_now());
+        let detail = json!({"result": "rolled_back", "why": why, "hash": digest});
+        self.config.applied(digest, "rolled_back", detail);
     }
 }

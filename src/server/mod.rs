@@ -11,6 +11,7 @@ mod live;
 mod runtime_dir;
 mod services;
 mod signals;
+mod start;
 
 use crate::config::{Config, ServerSettings};
 use pingora_core::server::configuration::{Opt, ServerConf};
@@ -165,7 +166,7 @@ pub(crate) fn run(
         config.listeners.len()
     );
     let phases = server.watch_execution_phase();
-    let (services, live) = services::build(config, text, filters, &server.configuration, phases)?;
+    let (services, live) = start::build(config, text, filters, &server.configuration, phases)?;
     server.add_services(services);
     log::info!("tioga: starting {summary}");
     server.run(RunArgs {
