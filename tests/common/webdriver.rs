@@ -21,7 +21,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -99,10 +99,8 @@ impl Browser {
         let log = dir.path().join("chromedriver.log");
         let out = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| format!("log file: {e}"))?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("free port: {e}"))?
-            .port();
+        // Below the ephemeral range, as the harness's other ports (`free_addr`).
+        let port = crate::common::free_addr().port();
         let driver = Command::new(&bins.chromedriver)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
