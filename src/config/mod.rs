@@ -181,6 +181,12 @@ pub(crate) struct TcpRouteSpec {
     pub(crate) pool: String,
 }
 
+/// Whether a TCP listener's routes are named `LISTENER[i]` in logs and metrics: it has
+/// `routes` of its own, not just `pool` (one route matching all).
+pub(crate) fn tcp_routes_named(routes: &[TcpRouteSpec]) -> bool {
+    routes.len() > 1 || routes.iter().any(|r| !r.matcher.describe().is_empty())
+}
+
 /// A filter built from the config, with the name it was configured under.
 #[derive(Clone)]
 pub(crate) struct FilterSpec {

@@ -358,7 +358,7 @@ fn tcp_routes(
     routes: Vec<TcpRouteSpec>,
     shared: &Shared,
 ) -> (crate::routing::tcp::TcpRouteTable<TcpRoute>, String) {
-    let routed = routes.len() > 1 || routes.iter().any(|r| !r.matcher.describe().is_empty());
+    let routed = crate::config::tcp_routes_named(&routes);
     let pools = routes
         .iter()
         .map(|r| r.pool.as_str())

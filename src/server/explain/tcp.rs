@@ -50,9 +50,8 @@ impl TcpListener {
         filters: &[FilterSpec],
         pools: &BTreeMap<String, Arc<Pool>>,
     ) -> Self {
-        // Named as the proxy names them (`services::tcp_routes`): a listener with one
-        // catch-all route, its `pool`, has none.
-        let routed = routes.len() > 1 || routes.iter().any(|r| !r.matcher.describe().is_empty());
+        // Named as the proxy names them.
+        let routed = crate::config::tcp_routes_named(routes);
         let table = routes
             .iter()
             .enumerate()
