@@ -58,7 +58,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 cat "$TMP/h2-cert.pem" "$TMP/h2-key.pem" >"$TMP/h2-haproxy.pem"
 read -r BACKEND_A BACKEND_B PORT < <(py ports 3)
 render "$BENCH/nginx-backend.conf.in" "$TMP/nginx.conf" TMP="$TMP" \
-  BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B"
+  BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B" NOFILE=20000 WORKER_CONNS=16384
 nginx -p "$TMP/" -e "$TMP/nginx.error.log" -c "$TMP/nginx.conf" >"$TMP/nginx.out" 2>&1 &
 PIDS+=($!)
 wait_port "$BACKEND_A" "$!"
@@ -67,12 +67,12 @@ VG=(valgrind --tool=callgrind --callgrind-out-file="$OUT" --separate-threads=no)
 case $PROXY in
 tioga)
   render "$BENCH/tioga-h2.yaml.in" "$TMP/tioga.yaml" TMP="$TMP" PORT="$PORT" \
-    BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B"
+    BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B" NOFILE=20000 WORKER_CONNS=16384
   "${VG[@]}" "$TIOGA" -c "$TMP/tioga.yaml" >"$TMP/proxy.out" 2>&1 &
   ;;
 haproxy)
-  render "$BENCH/haproxy-h2.cfg.in" "$TMP/haproxy.cfg" TMP="$TMP" PORT="$PORT" \
-    BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B"
+  render "$BENCH/haproxy-h2.cfg.in" "$TMP/haproxy.cfg" MAXCONN=8000 TMP="$TMP" PORT="$PORT" \
+    BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B" NOFILE=20000 WORKER_CONNS=16384
   "${VG[@]}" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/proxy.out" 2>&1 &
   ;;
 *) log "unknown proxy $PROXY"; exit 2 ;;

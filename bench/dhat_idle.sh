@@ -2,7 +2,7 @@
 # Where the bytes of an idle connection live: Tioga (built with `--features
 # system-alloc`, so that valgrind sees its allocations) under `valgrind --tool=dhat`
 # holds N idle connections of PROTO (h1: keep-alive through the L7 listener; l4: the
-# TCP listener), opened by bench/bench.py's idle probe; then the heap at its peak
+# TCP listener; h2: over TLS 1.3 with ALPN h2, each after one request), opened by bench/bench.py's idle probe; then the heap at its peak
 # (t-gmax, when the N are open) is listed by allocation site, in bytes and blocks per
 # connection.
 #
@@ -18,13 +18,17 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  [[ -n ${KEEP:-} ]] && cp "$TMP/dhat.json" "$KEEP" 2>/dev/null
   rm -rf "$TMP"
 }
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
-BA=$(port) BB=$(port) HTTP=$(port) TCP=$(port)
+BA=$(port) BB=$(port) HTTP=$(port) TCP=$(port) H2=$(port)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+  -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
 sed -e "s|@TMP@|$TMP|g" -e "s|@BACKEND_A@|$BA|g" -e "s|@BACKEND_B@|$BB|g" \
   -e "s|@NOFILE@|20000|g" -e "s|@WORKER_CONNS@|16384|g" \
   "$ROOT/bench/nginx-backend.conf.in" >"$TMP/backend.conf"
@@ -52,14 +56,28 @@ listeners:
     protocol: tcp
     bind: 127.0.0.1:$TCP
     pool: web
+  h2:
+    protocol: http
+    bind: 127.0.0.1:$H2
+    keepalive_timeout: 300s
+    tls:
+      cert: $TMP/cert.pem
+      key: $TMP/key.pem
+      min_version: "1.3"
+    routes:
+      - pool: web
 YAML
 valgrind --tool=dhat --dhat-out-file="$TMP/dhat.json" "$TIOGA" -c "$TMP/tioga.yaml" \
   2>"$TMP/vg.err" &
 VG=$!
 wait_port "$HTTP" || { cat "$TMP/vg.err" >&2; exit 1; }
-port=$HTTP
-[[ $PROTO == l4 ]] && port=$TCP
-python3 "$ROOT/bench/bench.py" idle --port "$port" --conns "$N" --settle 3 "$VG"
+case $PROTO in
+h1) probe=idle port=$HTTP ;;
+l4) probe=idle port=$TCP ;;
+h2) probe=h2idle port=$H2 ;;
+*) echo "PROTO: h1, l4 or h2" >&2; exit 2 ;;
+esac
+python3 "$ROOT/bench/bench.py" "$probe" --port "$port" --conns "$N" --settle 3 "$VG"
 kill -TERM "$VG"
 wait "$VG" || true
 python3 - "$TMP/dhat.json" "$N" <<'PY'
@@ -69,16 +87,19 @@ n = int(sys.argv[2])
 ftbl = d["ftbl"]
 skip = re.compile(r"alloc::|__rust|malloc|realloc|calloc|core::ptr|<alloc|hashbrown::raw|"
                   r"RawVec|bytes::bytes_mut|std::sys|vec::Vec|arc::Arc|boxed::Box|"
-                  r"tokio::runtime::task::(core|raw|new_task)|::new_task|::bind$")
+                  r"tokio::runtime::task::(core|raw|new_task)|::new_task|::bind$|^memalign|^posix_memalign|^alloc(_impl.*)?$|allocate_in")
 def where(pp):
     names = []
     for i in pp["fs"]:
         f = ftbl[i]
-        m = re.search(r": (.*?) \(", f)
+        m = re.search(r": (.*?) \((.*)\)$", f)
         name = m.group(1) if m else f
-        if not skip.search(name):
+        if m and name == "UnknownInlinedFun":
+            # Inlined, without the function's name in the line tables: the place.
+            name = re.sub(r".*/([^/]+/src/)", r"\1", m.group(2))
+        if not skip.search(name) and "/rustc/" not in f:
             names.append(re.sub(r"::\{\{closure\}\}|::h[0-9a-f]{16}", "", name))
-        if len(names) == 3:
+        if len(names) == 4:
             break
     return " <- ".join(names)
 # Per-connection sites: at least one live block per two connections at the peak; the

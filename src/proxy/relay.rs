@@ -6,7 +6,9 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::pin;
+use std::pin::{pin, Pin};
+
+use futures::future::Either;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -55,56 +57,84 @@ impl<'a> Relay<'a> {
 
     /// Relays until both directions are done, the connection idles out or `drained`
     /// resolves; counts the bytes in `totals` whatever the end.
-    pub(super) async fn run(
-        &self,
+    ///
+    /// The futures are pinned where they are made and passed on by reference: what
+    /// an async fn takes by value it keeps for its whole life, and an idle relayed
+    /// connection holds this state.
+    pub(super) fn run<'s, D: Future<Output = ()>>(
+        &'s self,
         client: Stream,
         upstream: TcpStream,
-        drained: impl Future<Output = ()>,
-        totals: &mut Totals,
-    ) -> io::Result<()> {
+        drained: Pin<&'s mut D>,
+        totals: &'s mut Totals,
+    ) -> impl Future<Output = io::Result<()>> + 's {
         match Socket::plain(client) {
-            // Both ends plain TCP. The client's halves keep its stream, and so its
-            // socket, alive until the relay ends.
-            Ok(client) => {
-                let (cr, cw) = client.split();
-                let finished = AtomicBool::new(false);
-                let inbound = Spliced::new(
-                    Source::Client(cr),
-                    Sink::Upstream(&upstream),
-                    &finished,
-                    self.busy_poll,
-                );
-                let outbound = Spliced::new(
-                    Source::Upstream(&upstream),
-                    Sink::Client(cw),
-                    &finished,
-                    self.busy_poll,
-                );
-                self.both_ways(inbound, outbound, drained, totals).await
-            }
-            Err(client) => {
-                let (cr, cw) = tokio::io::split(client);
-                let (ur, uw) = upstream.into_split();
-                let (inbound, outbound) = (Copied::new(cr, uw), Copied::new(ur, cw));
-                self.both_ways(inbound, outbound, drained, totals).await
-            }
+            Ok(client) => Either::Left(self.spliced(client, upstream, drained, totals)),
+            // Boxed: the rarer arm, whose state would otherwise size the spliced one.
+            Err(client) => Either::Right(Box::pin(self.copied(client, upstream, drained, totals))),
         }
     }
 
-    async fn both_ways(
+    /// Both ends plain TCP. The client's halves keep its stream, and so its socket,
+    /// alive until the relay ends.
+    async fn spliced<D: Future<Output = ()>>(
         &self,
-        inbound: impl Direction,
-        outbound: impl Direction,
-        drained: impl Future<Output = ()>,
+        client: Socket<Stream>,
+        upstream: TcpStream,
+        drained: Pin<&mut D>,
         totals: &mut Totals,
     ) -> io::Result<()> {
+        let (cr, cw) = client.split();
+        let finished = AtomicBool::new(false);
+        let inbound = Spliced::new(
+            Source::Client(cr),
+            Sink::Upstream(&upstream),
+            &finished,
+            self.busy_poll,
+        );
+        let outbound = Spliced::new(
+            Source::Upstream(&upstream),
+            Sink::Client(cw),
+            &finished,
+            self.busy_poll,
+        );
+        let inbound = pin!(inbound.run(self.tally(self.counters.0, &mut totals.bytes_in)));
+        let outbound = pin!(outbound.run(self.tally(self.counters.1, &mut totals.bytes_out)));
+        self.both_ways(inbound, outbound, drained).await
+    }
+
+    /// A client stream that is not plain TCP: through buffers.
+    async fn copied<D: Future<Output = ()>>(
+        &self,
+        client: Stream,
+        upstream: TcpStream,
+        drained: Pin<&mut D>,
+        totals: &mut Totals,
+    ) -> io::Result<()> {
+        let (cr, cw) = tokio::io::split(client);
+        let (ur, uw) = upstream.into_split();
+        let inbound = Copied::new(cr, uw);
+        let outbound = Copied::new(ur, cw);
+        let inbound = pin!(inbound.run(self.tally(self.counters.0, &mut totals.bytes_in)));
+        let outbound = pin!(outbound.run(self.tally(self.counters.1, &mut totals.bytes_out)));
+        self.both_ways(inbound, outbound, drained).await
+    }
+
+    async fn both_ways<I, O, D>(
+        &self,
+        mut inbound: Pin<&mut I>,
+        mut outbound: Pin<&mut O>,
+        drained: Pin<&mut D>,
+    ) -> io::Result<()>
+    where
+        I: Future<Output = io::Result<()>>,
+        O: Future<Output = io::Result<()>>,
+        D: Future<Output = ()>,
+    {
         // Both directions run until both reach EOF; an error in either (a reset, on
         // either side) ends the other at once, instead of leaving it to the idle
         // timeout.
         let both = async {
-            let mut inbound = pin!(inbound.run(self.tally(self.counters.0, &mut totals.bytes_in)));
-            let mut outbound =
-                pin!(outbound.run(self.tally(self.counters.1, &mut totals.bytes_out)));
             let (mut inbound_done, mut outbound_done) = (false, false);
             while !(inbound_done && outbound_done) {
                 tokio::select! {

@@ -68,7 +68,9 @@ impl Source<'_> {
     /// an idle direction.
     async fn readable(&mut self) -> io::Result<()> {
         match self {
-            Source::Upstream(s) => s.readable().await,
+            // Readiness polled in place rather than through `readable()`, whose
+            // future would size the direction's idle wait.
+            Source::Upstream(s) => poll_fn(|cx| s.poll_read_ready(cx)).await,
             // A read of nothing waits on the socket like any read and takes no bytes.
             Source::Client(half) => {
                 let mut nothing = ReadBuf::new(&mut []);
@@ -91,7 +93,7 @@ impl Source<'_> {
     async fn read(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
         match self {
             Source::Upstream(s) => loop {
-                s.readable().await?;
+                poll_fn(|cx| s.poll_read_ready(cx)).await?;
                 match s.try_read_buf(buf) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     r => return r,
@@ -117,7 +119,7 @@ impl Sink<'_> {
         match self {
             Sink::Upstream(s) => {
                 while !data.is_empty() {
-                    s.writable().await?;
+                    poll_fn(|cx| s.poll_write_ready(cx)).await?;
                     match s.try_write(data) {
                         Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                         Ok(n) => data = &data[n..],
@@ -173,7 +175,17 @@ impl Direction for Spliced<'_> {
     async fn run(mut self, mut tally: Tally<'_>) -> io::Result<()> {
         let moved = match copy_first(&mut self.from, &mut self.to, &mut tally).await {
             Ok(true) => Ok(()),
-            Ok(false) => splice_rest(&self.from, &self.to, &mut tally, self.busy_poll).await,
+            // Boxed: a direction waits far more often in the copy phase, and this
+            // state would otherwise size every idle relayed connection.
+            Ok(false) => {
+                Box::pin(splice_rest(
+                    &self.from,
+                    &self.to,
+                    &mut tally,
+                    self.busy_poll,
+                ))
+                .await
+            }
             Err(e) => Err(e),
         };
         let other_over = self.finished.swap(true, Ordering::Relaxed);

@@ -23,6 +23,7 @@ use pingora_core::apps::ServerApp;
 use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -148,10 +149,11 @@ impl ServerApp for TcpProxy {
             let connected = Box::pin(self.connect(route, (peer, local), &mut attempt)).await;
             outcome.backend = attempt.backend();
             outcome.retries = attempt.retries();
+            attempt.settle();
             match connected {
                 Ok(upstream) => {
                     let idle = route.pool.spec.read_timeout;
-                    let drained = drain_deadline(shutdown.clone(), self.grace_period);
+                    let drained = pin!(drain_deadline(shutdown.clone(), self.grace_period));
                     let relay = Relay::new(idle, self.busy_poll, route.metrics.bytes());
                     let mut totals = Totals::default();
                     let relayed = relay.run(client, upstream, drained, &mut totals).await;
@@ -310,5 +312,6 @@ async fn drain_deadline(mut shutdown: ShutdownWatch, grace: Duration) {
             return std::future::pending().await;
         }
     }
-    tokio::time::sleep(grace).await;
+    // Boxed: the timer is needed only once shutdown begins.
+    Box::pin(tokio::time::sleep(grace)).await;
 }

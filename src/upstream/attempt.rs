@@ -247,6 +247,14 @@ impl Attempt {
     pub(crate) fn retries(&self) -> u32 {
         self.retries
     }
+
+    /// No other backend will be chosen: gives back what choosing needed, for an
+    /// attempt held as long as its connection (an L4 relay).
+    pub(crate) fn settle(&mut self) {
+        if self.current.is_some() {
+            self.tried = Vec::new();
+        }
+    }
 }
 
 /// Records outcomes of one backend for passive health, as [`Attempt::succeeded`] and

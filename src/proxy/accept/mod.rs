@@ -269,10 +269,19 @@ impl<A: Served> ServerApp for App<A> {
         // Pingora's accept task, whose future is sized for the TLS handshake, ends
         // here; the connection goes on in a task of its own, small while idle (`park`).
         let (app, mut shutdown) = (self.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
-            app.connection(stream, &mut shutdown).await;
-        });
+        if A::HTTP {
+            tokio::spawn(async move {
+                let _slot = slot;
+                app.connection(stream, &mut shutdown).await;
+            });
+        } else {
+            // Kept apart so that an idle relayed connection's task is not sized for
+            // the HTTP paths it never takes.
+            tokio::spawn(async move {
+                let _slot = slot;
+                app.relayed(stream, &shutdown).await;
+            });
+        }
         None
     }
 
@@ -282,6 +291,17 @@ impl<A: Served> ServerApp for App<A> {
 }
 
 impl<A: Served> App<A> {
+    /// A connection of an app that is not HTTP (the L4 relay), from the layers on.
+    async fn relayed(&self, stream: Stream, shutdown: &ShutdownWatch) {
+        let Some((stream, _)) = Box::pin(self.layers.apply(stream)).await else {
+            return;
+        };
+        let mut reused = self.app.process_new(stream, shutdown).await;
+        while let Some(stream) = reused {
+            reused = self.app.process_new(stream, shutdown).await;
+        }
+    }
+
     /// A connection, from the per-connection layers to its end.
     async fn connection(&self, stream: Stream, shutdown: &mut ShutdownWatch) {
         let connection = async {
