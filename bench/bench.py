@@ -147,6 +147,19 @@ def raise_nofile(n):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def connect_from(i, port):
+    """The i-th of many client connections to 127.0.0.1:PORT, from 127.0.0.1, .2, …
+    (5,000 each). The source port is chosen at connect, not at bind
+    (IP_BIND_ADDRESS_NO_PORT), so the kernel may take one still in TIME_WAIT from an
+    earlier repetition, or in use towards another destination."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_IP, getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24), 1)
+    s.bind((f"127.0.0.{1 + i // 5000}", 0))
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
 def cmd_idle(args):
     """Memory of a proxy holding N idle connections, and after they close.
 
@@ -169,8 +182,7 @@ def cmd_idle(args):
     conns = []
     try:
         for i in range(args.conns):
-            src = (f"127.0.0.{1 + i // 20000}", 0)
-            s = socket.create_connection(("127.0.0.1", args.port), timeout=10, source_address=src)
+            s = connect_from(i, args.port)
             conns.append(s)
             bad += http_get(s, host) != 200
         time.sleep(args.settle)
@@ -234,8 +246,7 @@ def cmd_h2idle(args):
     host = f"localhost:{args.port}"
 
     def connect(i):
-        src = (f"127.0.0.{1 + i // 20000}", 0)
-        raw = socket.create_connection(("127.0.0.1", args.port), timeout=10, source_address=src)
+        raw = connect_from(i, args.port)
         s = ctx.wrap_socket(raw, server_hostname="localhost")
         if s.selected_alpn_protocol() != "h2":
             raise ConnectionError(f"ALPN chose {s.selected_alpn_protocol()}, not h2")

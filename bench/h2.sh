@@ -228,8 +228,12 @@ measure_handshake() {
 # Memory per idle h2 connection at each of IDLE_CONNS, and the RSS growth left after.
 measure_idle() {
   local rep=$1 p=$2 want n out idle loaded alive bad closed note pids
-  read -r -a pids < <(pids_of "${PID[$p]}")
   for want in $IDLE_CONNS; do
+    # Each reading on new processes: allocators keep what an earlier measure freed,
+    # and growth over that would come out low.
+    stop_proxies
+    start_proxies
+    read -r -a pids < <(pids_of "${PID[$p]}")
     n=$(idle_cap "$want") note=""
     ((n == want)) || note="$want asked, $n held: the open-file limit is $NOFILE (the hard limit could not be raised)"
     if ! out=$(timeout 1800 taskset -c "$LOAD_CPU" "$PY" "$BENCH/bench.py" h2idle \

@@ -308,17 +308,40 @@ start_all() {
     start_pingora
     PID[pingora]=$LAST_PID
   fi
-  local p port
+  local p
   for p in tioga tioga+log haproxy nginx pingora; do
     [[ -n ${PID[$p]:-} ]] || continue
-    for port in "${HTTP[$p]}" ${TCP[$p]:-} ${TCP_IPERF[$p]:-} ${ADMIN[$p]:-}; do
-      wait_port "$port" "${PID[$p]}" || die "$p did not listen on $port: $(tail -n 20 "$TMP/$p.out")"
-    done
-    check_http "${HTTP[$p]}" || die "$p: HTTP check through its L7 listener failed"
-    if [[ -n ${TCP[$p]:-} ]]; then
-      check_http "${TCP[$p]}" || die "$p: HTTP check through its TCP listener failed"
-    fi
+    check_ready "$p"
   done
+}
+
+# check_ready PROXY — listening on all its ports, and answering through both listeners.
+check_ready() {
+  local p=$1 port
+  for port in "${HTTP[$p]}" ${TCP[$p]:-} ${TCP_IPERF[$p]:-} ${ADMIN[$p]:-}; do
+    wait_port "$port" "${PID[$p]}" || die "$p did not listen on $port: $(tail -n 20 "$TMP/$p.out")"
+  done
+  check_http "${HTTP[$p]}" || die "$p: HTTP check through its L7 listener failed"
+  if [[ -n ${TCP[$p]:-} ]]; then
+    check_http "${TCP[$p]}" || die "$p: HTTP check through its TCP listener failed"
+  fi
+}
+
+# restart PROXY — a new process in its place (tioga, haproxy or nginx), so that a
+# reading starts from nothing an earlier one left: allocators keep freed memory, and
+# RSS growth measured over it would come out low, even negative.
+restart() {
+  local p=$1
+  stop_pids "${PID[$p]}"
+  forget "${PID[$p]}"
+  case $p in
+    tioga) start_tioga tioga "# access_log: off (Tioga's default when the key is absent)" ;;
+    haproxy) start_haproxy ;;
+    nginx) start_nginx ;;
+    *) die "restart: $p" ;;
+  esac
+  PID[$p]=$LAST_PID
+  check_ready "$p"
 }
 
 stop_all() {
@@ -365,6 +388,7 @@ measure_idle() {
         *) die "IDLE_PROTOS: unknown protocol '$proto' (h1, l4)" ;;
       esac
       note=""
+      restart "$p"
       ((n == want)) || note="$want asked, $n held: the open-file limit is $NOFILE (the hard limit could not be raised)"
       # shellcheck disable=SC2046 # pids_of's words are pids
       if ! out=$(timeout 1800 taskset -c "$LOAD_CPU" "$PY" "$HELP" idle --port "$port" \
@@ -579,7 +603,7 @@ meta method "CPU: (utime+stime of the proxy's processes from /proc/PID/stat, del
 meta method "L4 connection rate: \`wrk -t1 -c50 -H 'Connection: close'\` through the TCP listener (one client and one backend connection per request); bare Pingora has no TCP listener."
 meta method "L4 bulk: \`iperf3 -c -t ${SECS}\`, one stream, through a TCP listener whose pool is the single \`iperf3 -s\` (control and data connections both proxied); client and server share CPU 1. Tioga runs with its default \`busy_poll: 50us\` (a spliced direction polls up to 50 µs before it sleeps; the CPU row below shows what that costs); HAProxy with its default, no \`busy-polling\`."
 meta method "Memory: 200 warm-up requests, VmRSS summed over the proxy's processes (nginx master + worker), then $CONNS connections opened one after the other, one keep-alive request each, left idle; KiB/conn = (RSS_$CONNS − RSS_idle) / $CONNS. Measured first in each repetition, on freshly started proxies."
-meta method "Idle connections (\`idle\`): as Memory, for each protocol (h1: the L7 listener; l4: the TCP listener, whose pool is the two HTTP backends, so each idle client connection also holds one to a backend) and each count in IDLE_CONNS ($IDLE_CONNS), opened from source addresses 127.0.0.1, .2, … (20,000 each); KiB/conn = (RSS_N − RSS_before) / N; 'RSS growth left' = RSS 4 s after all N closed − RSS_before. Open-file limit of this run: $NOFILE."
+meta method "Idle connections (\`idle\`): as Memory, for each protocol (h1: the L7 listener; l4: the TCP listener, whose pool is the two HTTP backends, so each idle client connection also holds one to a backend) and each count in IDLE_CONNS ($IDLE_CONNS), opened from source addresses 127.0.0.1, .2, … (5,000 each); each reading on a freshly started proxy; KiB/conn = (RSS_N − RSS_before) / N; 'RSS growth left' = RSS 4 s after all N closed − RSS_before. Open-file limit of this run: $NOFILE."
 meta method "Same work for all: Host passed unchanged, X-Forwarded-For/-Proto/-Host added (HAProxy \`option forwardfor\` + set-header, nginx proxy_set_header, bare Pingora in upstream_request_filter); no logging; nginx \`keepalive_requests\` lifted (its default closes a client connection every 1000 requests). Tioga runs one thread per listener plus its admin endpoint, all pinned to CPU 0."
 "$PY" "$HELP" report --raw "$RAW" --meta "$META" --out "$OUT"
 log "wrote $OUT"

@@ -332,6 +332,7 @@ impl ProxyHttp for HttpProxy {
         if session.req_header().version == http::Version::HTTP_2 {
             ctx.grpc_status = super::grpc::failed_status(&resp.headers);
         }
+
         if session.is_process_shutting_down() {
             // Draining (upgrade or SIGTERM): tell the client to reconnect elsewhere.
             session.set_keepalive(None);
@@ -340,13 +341,17 @@ impl ProxyHttp for HttpProxy {
             let sent = ctx.sticky.as_ref().and_then(|s| s.as_deref());
             super::http_sticky::set_cookie(attempt, sent, resp, self.tls)?;
         }
-        self.each_filter(ctx, Hooks::RESPONSE, |f, fctx| f.response(resp, fctx))
+        self.each_filter(ctx, Hooks::RESPONSE, |f, fctx| f.response(resp, fctx))?;
+        if session.is_http2() {
+            super::h2_retained::detach_head(resp);
+        }
+        Ok(())
     }
 
     /// Runs the route's filters on each response body chunk.
     fn response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
@@ -354,6 +359,9 @@ impl ProxyHttp for HttpProxy {
         self.each_filter(ctx, Hooks::RESPONSE_BODY, |f, fctx| {
             f.response_body(body, end_of_stream, fctx)
         })?;
+        if session.is_http2() {
+            super::h2_retained::detach_body(body);
+        }
         Ok(None)
     }
 

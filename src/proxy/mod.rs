@@ -12,6 +12,7 @@ mod direction;
 mod fd;
 mod forwarded;
 mod grpc;
+mod h2_retained;
 pub(crate) mod head;
 mod healthz;
 pub(crate) mod http;
