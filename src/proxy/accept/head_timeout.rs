@@ -22,7 +22,7 @@
 
 use prometheus::IntCounter;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -118,7 +118,12 @@ impl HeadTimeouts {
 
     /// Runs `connection` (all of one connection's requests), closing it when a wait
     /// for a request head passes its deadline: `None` then, as when the client leaves.
-    pub(crate) async fn guard<T>(&self, connection: impl Future<Output = Option<T>>) -> Option<T> {
+    /// The connection is pinned by the caller: taken by value, it would be kept twice
+    /// in this future, which an idle connection holds.
+    pub(crate) async fn guard<T, F>(&self, connection: Pin<&mut F>) -> Option<T>
+    where
+        F: Future<Output = Option<T>>,
+    {
         let clock = Arc::new(Clock::new());
         let mut connection = pin!(CLOCK.scope(clock.clone(), connection));
         // A connection that is done on its first poll needs no timer.
@@ -174,7 +179,7 @@ mod tests {
     async fn a_first_head_not_parsed_in_time_closes_the_connection() {
         let t = timeouts();
         let start = Instant::now();
-        let out = t.guard(std::future::pending::<Option<()>>()).await;
+        let out = t.guard(pin!(std::future::pending::<Option<()>>())).await;
         assert_eq!(out, None);
         assert_eq!(start.elapsed(), Duration::from_secs(10));
         assert_eq!(t.counters[0].get(), 1);
@@ -193,7 +198,7 @@ mod tests {
             // Then the next head never comes.
             std::future::pending::<Option<()>>().await
         };
-        assert_eq!(t.guard(connection).await, None);
+        assert_eq!(t.guard(pin!(connection)).await, None);
         assert_eq!(start.elapsed(), Duration::from_secs(9 + 200 + 60));
         assert_eq!(t.counters.each_ref().map(IntCounter::get), [0, 1]);
     }
@@ -206,7 +211,7 @@ mod tests {
             request_done();
             Some(1)
         };
-        assert_eq!(t.guard(connection).await, Some(1));
+        assert_eq!(t.guard(pin!(connection)).await, Some(1));
     }
 
     #[test]

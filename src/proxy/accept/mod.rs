@@ -323,6 +323,7 @@ impl<A: Served> App<A> {
             }
             None::<()>
         };
+        let connection = std::pin::pin!(connection);
         match &self.timeouts {
             Some(timeouts) => timeouts.guard(connection).await,
             None => connection.await,
