@@ -380,6 +380,7 @@ measure_idle() {
   local rep=$1 p=$2 proto n want port out idle loaded alive bad closed note
   for proto in $IDLE_PROTOS; do
     for want in $IDLE_CONNS; do
+      restart "$p"
       case $proto in
         # Two descriptors for h1 too: Tioga's coalescing keeps a duplicate of each
         # client socket (docs/performance.md).
@@ -388,7 +389,6 @@ measure_idle() {
         *) die "IDLE_PROTOS: unknown protocol '$proto' (h1, l4)" ;;
       esac
       note=""
-      restart "$p"
       ((n == want)) || note="$want asked, $n held: the open-file limit is $NOFILE (the hard limit could not be raised)"
       # shellcheck disable=SC2046 # pids_of's words are pids
       if ! out=$(timeout 1800 taskset -c "$LOAD_CPU" "$PY" "$HELP" idle --port "$port" \
