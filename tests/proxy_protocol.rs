@@ -314,11 +314,13 @@ fn untrusted_missing_or_garbled_headers_are_closed_unseen() {
     assert!(!log.contains("/sneaky"), "{log}");
 }
 
-/// nginx answering with the address its PROXY header carried, and logging it.
+/// nginx answering with the address its PROXY header carried, and logging it. One
+/// process (`master_process off`): the handle stops it by its PID, and a master's
+/// workers would outlive a SIGKILL, holding the port.
 fn nginx_with_proxy_protocol() -> (PeerProcess, SocketAddr) {
     let listen = free_addr();
     let config = format!(
-        "worker_processes 1;
+        "master_process off;
 daemon off;
 pid @DIR@/nginx.pid;
 error_log @DIR@/error.log info;
