@@ -165,9 +165,8 @@ def cmd_idle(args):
 
     Like `mem`, for a protocol: `h1` opens N connections to the proxy's L7 listener,
     one keep-alive request each; `l4` opens them to its TCP listener (pool: the HTTP
-    backends), one keep-alive request each through the relay. Source addresses
-    127.0.0.1, .2, ... take 20,000 connections each, so ephemeral ports never run
-    out. Prints `rss_idle_kib rss_conns_kib still_open_conns non_200 rss_closed_kib`,
+    backends), one keep-alive request each through the relay, from source addresses
+    127.0.0.1, .2, ... (`connect_from`). Prints `rss_idle_kib rss_conns_kib still_open_conns non_200 rss_closed_kib`,
     the last read `settle` seconds after all N are closed.
     """
     raise_nofile(args.conns)
@@ -177,17 +176,26 @@ def cmd_idle(args):
         with socket.create_connection(("127.0.0.1", args.port), timeout=5) as s:
             for _ in range(100):
                 bad += http_get(s, host) != 200
+    connect = lambda i: connect_from(i, args.port)
+    hold_idle(args, bad, connect, lambda s: http_get(s, host), still_open)
+
+
+def hold_idle(args, bad, connect, get, is_open):
+    """The idle measure after a warm-up that saw `bad` non-200 answers: RSS of PIDS,
+    then N connections (`connect(i)`) with one request each (`get(sock)`, the status)
+    left open, RSS again and how many are still open (`is_open`), then RSS `settle * 2`
+    seconds after all are closed; prints the five numbers."""
     time.sleep(args.settle)
     idle = sum(rss_kib(p) for p in args.pids)
     conns = []
     try:
         for i in range(args.conns):
-            s = connect_from(i, args.port)
+            s = connect(i)
             conns.append(s)
-            bad += http_get(s, host) != 200
+            bad += get(s) != 200
         time.sleep(args.settle)
         loaded = sum(rss_kib(p) for p in args.pids)
-        alive = sum(still_open(s) for s in conns)
+        alive = sum(is_open(s) for s in conns)
     finally:
         for s in conns:
             s.close()
@@ -256,23 +264,7 @@ def cmd_h2idle(args):
     for i in range(20):  # warm-up
         with connect(i) as s:
             bad += h2_get(s, host) != 200
-    time.sleep(args.settle)
-    idle = sum(rss_kib(p) for p in args.pids)
-    conns = []
-    try:
-        for i in range(args.conns):
-            s = connect(i)
-            conns.append(s)
-            bad += h2_get(s, host) != 200
-        time.sleep(args.settle)
-        loaded = sum(rss_kib(p) for p in args.pids)
-        alive = sum(still_open_tls(s) for s in conns)
-    finally:
-        for s in conns:
-            s.close()
-    time.sleep(args.settle * 2)
-    closed = sum(rss_kib(p) for p in args.pids)
-    print(idle, loaded, alive, bad, closed)
+    hold_idle(args, bad, connect, lambda s: h2_get(s, host), still_open_tls)
 
 
 def cmd_mem(args):
