@@ -95,7 +95,9 @@ done
 ulimit -Hn $((idle_max + 2000)) 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
-idle_cap() { local cap=$((NOFILE - 1000)); echo $(($1 < cap ? $1 : cap)); }
+# HAProxy reserves two descriptors per `maxconn` (client and server side) and refuses to
+# start when the open-file limit cannot hold them, so both proxies get half the limit.
+idle_cap() { local cap=$(((NOFILE - 1000) / 2)); echo $(($1 < cap ? $1 : cap)); }
 MAXCONN=$(idle_cap "$idle_max"); ((MAXCONN > 8000)) || MAXCONN=8000
 
 start() { # NAME CPU CMD... — in the background, pid in LAST_PID

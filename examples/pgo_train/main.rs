@@ -18,17 +18,21 @@
 //! failed request or unexpected status ends the run with an error: a profile of error
 //! paths would train the wrong code.
 
-#[path = "../tests/common/backend.rs"]
+#[path = "../../tests/common/backend.rs"]
 mod backend;
 // The integration tests' HTTP client; the trainer uses only part of it.
 #[allow(dead_code)]
-#[path = "../tests/common/client.rs"]
+#[path = "../../tests/common/client.rs"]
 mod client;
-#[path = "../tests/common/process.rs"]
+#[path = "../../tests/common/process.rs"]
 mod process;
+// The TLS tests' certificate authority; the trainer uses only part of it.
+#[allow(dead_code)]
+#[path = "../../tests/common/pki.rs"]
+mod pki;
+mod tls;
 
 use client::{Conn, Request};
-use std::error::Error;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
@@ -36,7 +40,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type Result<T> = std::result::Result<T, Error>;
 
 /// Keep-alive clients per run, and the requests each sends.
 const KEEPALIVE_CLIENTS: usize = 8;
@@ -162,16 +167,17 @@ fn run() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("tioga-pgo-train-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let result = (|| {
+        let ca = pki::TestCa::new(&dir, "train");
+        let cert = ca.issue("listener", tls::SERVER_NAME, &[tls::SERVER_NAME]);
         for threads in [1, 2] {
             let ports = Ports::new();
             let config = dir.join(format!("train-{threads}.yaml"));
-            std::fs::write(
-                &config,
-                config_yaml(threads, &ports, &dir, [a.addr(), b.addr()], echo.addr()),
-            )?;
+            let backends = [a.addr(), b.addr()];
+            let yaml = config_yaml(threads, &ports, &dir, &cert, backends, echo.addr());
+            std::fs::write(&config, yaml)?;
             let started = Instant::now();
             let mut child = start(&tioga, &config, &ports)?;
-            let load = drive(&ports);
+            let load = drive(&ports, ca.client_config());
             let stopped = stop(&mut child);
             load?;
             stopped?;
@@ -189,6 +195,8 @@ fn run() -> Result<()> {
 /// The listeners' ports, chosen free by binding port 0.
 struct Ports {
     http: SocketAddr,
+    /// TLS, h2 offered by ALPN.
+    https: SocketAddr,
     tcp: SocketAddr,
     admin: SocketAddr,
 }
@@ -197,6 +205,7 @@ impl Ports {
     fn new() -> Ports {
         Ports {
             http: process::free_addr(),
+            https: process::free_addr(),
             tcp: process::free_addr(),
             admin: process::free_addr(),
         }
@@ -207,6 +216,7 @@ fn config_yaml(
     threads: usize,
     p: &Ports,
     dir: &Path,
+    cert: &pki::Issued,
     http: [SocketAddr; 2],
     echo: SocketAddr,
 ) -> String {
@@ -241,28 +251,13 @@ listeners:
   web:
     protocol: http
     bind: {http}
-    routes:
-      - match: {{host: api.example.com, path_prefix: /api/}}
-        pool: api
-        filters:
-          - strip_prefix: /api
-          - set_request_headers: {{x-env: train}}
-          - remove_request_headers: [authorization]
-          - set_response_headers: {{x-served-by: tioga}}
-      - match: {{path_regex: "^/v[0-9]+/", method: [GET, HEAD]}}
-        pool: sticky
-        filters:
-          - rewrite_path: {{regex: "^/v([0-9]+)/(.*)$", replace: "/$2?api=$1"}}
-      - match: {{path_prefix: /old/}}
-        filters:
-          - redirect: {{to: "https://example.com$path", status: 301}}
-      - match: {{host: "*.example.com"}}
-        pool: web
-        filters:
-          - remove_response_headers: [x-seen-path]
-      - match: {{method: [GET, HEAD, POST]}}
-        pool: web
-  raw:
+{routes}  secure:
+    protocol: http
+    bind: {https}
+    tls:
+      cert: {cert}
+      key: {key}
+{routes}  raw:
     protocol: tcp
     bind: {tcp}
     pool: echo
@@ -270,9 +265,37 @@ listeners:
         admin = p.admin,
         log = log.display(),
         http = p.http,
+        https = p.https,
+        cert = cert.cert.display(),
+        key = cert.key.display(),
         tcp = p.tcp,
+        routes = ROUTES,
     )
 }
+
+/// The routes of both HTTP listeners, plain and TLS.
+const ROUTES: &str = r#"    routes:
+      - match: {host: api.example.com, path_prefix: /api/}
+        pool: api
+        filters:
+          - strip_prefix: /api
+          - set_request_headers: {x-env: train}
+          - remove_request_headers: [authorization]
+          - set_response_headers: {x-served-by: tioga}
+      - match: {path_regex: "^/v[0-9]+/", method: [GET, HEAD]}
+        pool: sticky
+        filters:
+          - rewrite_path: {regex: "^/v([0-9]+)/(.*)$", replace: "/$2?api=$1"}
+      - match: {path_prefix: /old/}
+        filters:
+          - redirect: {to: "https://example.com$path", status: 301}
+      - match: {host: "*.example.com"}
+        pool: web
+        filters:
+          - remove_response_headers: [x-seen-path]
+      - match: {method: [GET, HEAD, POST]}
+        pool: web
+"#;
 
 /// Starts `tioga -c config` and waits until its listeners accept.
 fn start(tioga: &str, config: &Path, p: &Ports) -> Result<Child> {
@@ -285,7 +308,7 @@ fn start(tioga: &str, config: &Path, p: &Ports) -> Result<Child> {
         .spawn()
         .map_err(|e| format!("start {tioga}: {e}"))?;
     let deadline = Instant::now() + IO_TIMEOUT;
-    for addr in [p.http, p.tcp, p.admin] {
+    for addr in [p.http, p.https, p.tcp, p.admin] {
         while TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_err() {
             if let Some(status) = child.try_wait()? {
                 return Err(format!("tioga exited before listening on {addr}: {status}").into());
@@ -318,9 +341,12 @@ fn stop(child: &mut Child) -> Result<()> {
     }
 }
 
-/// Runs the whole mix against one Tioga; the first failure is the result.
-fn drive(p: &Ports) -> Result<()> {
+/// Runs the whole mix against one Tioga; the first failure is the result. `tls` trusts
+/// the TLS listener's certificate.
+fn drive(p: &Ports, tls: rustls::ClientConfig) -> Result<()> {
     let mut workers: Vec<thread::JoinHandle<Result<()>>> = Vec::new();
+    let https = p.https;
+    workers.push(thread::spawn(move || tls::drive(https, tls)));
     for i in 0..KEEPALIVE_CLIENTS {
         let addr = p.http;
         workers.push(thread::spawn(move || keepalive_client(addr, i)));
