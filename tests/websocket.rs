@@ -132,6 +132,65 @@ fn ten_thousand_messages_are_echoed_intact_and_in_order() {
     });
 }
 
+/// Pingora 0.9's duplex loop could close an upgraded connection right after its 101
+/// when the backend answered before the request's empty body was passed on
+/// (cloudflare/pingora#946); Tioga proxies upgrades itself. Many fresh connections
+/// at once, each checked by its first message, find that moment often.
+#[test]
+fn every_fresh_websocket_carries_its_first_message() {
+    const CONNECTIONS: usize = 400;
+    const AT_ONCE: usize = 16;
+    let (echo, _rt) = spawn_echo();
+    let bind = free_addr();
+    let _tioga = Tioga::start(&yaml(echo, bind, "10s"), &[bind]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for batch in 0..CONNECTIONS / AT_ONCE {
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..AT_ONCE {
+                set.spawn(async move {
+                    let mut ws = connect(bind).await;
+                    let n = batch * AT_ONCE + i;
+                    echo_once(&mut ws, &format!("first {n}"))
+                        .await
+                        .unwrap_or_else(|e| panic!("connection {n}: first message: {e}"));
+                    ws.close(None).await.unwrap();
+                });
+            }
+            while let Some(done) = set.join_next().await {
+                done.unwrap();
+            }
+        }
+    });
+}
+
+/// A backend that does not switch protocols answers the upgrade request as any other:
+/// its status and body reach the client, and the connection then closes.
+#[test]
+fn a_refused_upgrade_gets_the_backend_answer_and_the_connection_closes() {
+    let backend = spawn_http_backend("plain");
+    let bind = free_addr();
+    let _tioga = Tioga::start(&yaml(backend.addr(), bind, "10s"), &[bind]);
+    let mut conn = std::net::TcpStream::connect(bind).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    use std::io::{Read, Write};
+    conn.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer)
+        .expect("the connection closes");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("plain"),
+        "the backend's body arrives: {answer}"
+    );
+}
+
 #[test]
 fn pings_keep_an_idle_websocket_open_past_read_timeout() {
     let (echo, _rt) = spawn_echo();

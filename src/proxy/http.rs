@@ -214,6 +214,10 @@ impl ProxyHttp for HttpProxy {
                 return Ok(true);
             }
         }
+        if super::upgrade::takes(session, target) {
+            super::upgrade::proxy(self, session, ctx).await?;
+            return Ok(true);
+        }
         Ok(false)
     }
 

@@ -26,3 +26,4 @@ mod splice;
 pub(crate) mod tcp;
 pub(crate) mod tls;
 pub(crate) mod udp;
+mod upgrade;

@@ -82,6 +82,11 @@ impl PeerTemplate {
         }
     }
 
+    /// Whether the pool's backends are spoken to in HTTP/1.1 (`protocol: http1`).
+    pub(crate) fn speaks_http1(&self) -> bool {
+        matches!(self.protocol, Protocol::Http1)
+    }
+
     /// A peer for the backend at `addr`.
     pub(crate) fn peer(&self, addr: SocketAddr) -> HttpPeer {
         let mut peer = match &self.tls {
