@@ -1,4 +1,5 @@
-//! The L7 listener: Pingora's `ProxyHttp`, kept thin.
+//! The L7 listener's hooks, which [`LiveHttp`](super::live::LiveHttp) runs as Pingora's
+//! `ProxyHttp`, kept thin.
 //!
 //! `request_filter` finds the route (404 when none) and runs its filters' request
 //! hooks, which may answer; `upstream_peer` asks the route's
@@ -16,13 +17,12 @@ use crate::routing::RouteTable;
 use crate::upstream::proxy_header;
 use crate::upstream::{Attempt, PeerTemplate, Pool};
 use crate::vocab::{Balance, HeadRules};
-use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::protocols::http::error_resp;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use pingora_proxy::{FailToProxy, Session};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,11 +154,11 @@ impl HttpProxy {
     }
 }
 
-#[async_trait]
-impl ProxyHttp for HttpProxy {
-    type CTX = RequestCtx;
-
-    fn new_ctx(&self) -> RequestCtx {
+/// The listener's hooks. [`LiveHttp`](super::live::LiveHttp) is Pingora's `ProxyHttp` and
+/// calls these for the app current when the request started; being plain methods, their
+/// futures live inside its (boxed) ones rather than in boxes of their own.
+impl HttpProxy {
+    pub(crate) fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             route: None,
             attempt: None,
@@ -177,7 +177,11 @@ impl ProxyHttp for HttpProxy {
 
     /// Runs first: picks the route (no route → 404), then runs the route's filters'
     /// request hooks in order; the first that answers ends the request.
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    pub(crate) async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
         super::accept::head_parsed();
         ctx._active = self.metrics.track();
         ctx.client = session.client_addr().and_then(|a| a.as_inet()).copied();
@@ -215,14 +219,15 @@ impl ProxyHttp for HttpProxy {
             }
         }
         if super::upgrade::takes(session, target) {
-            super::upgrade::proxy(self, session, ctx).await?;
+            // Boxed: the tunnel's state would otherwise size every request's future.
+            Box::pin(super::upgrade::proxy(self, session, ctx)).await?;
             return Ok(true);
         }
         Ok(false)
     }
 
     /// Chooses a backend from the route's pool, skipping those already tried.
-    async fn upstream_peer(
+    pub(crate) async fn upstream_peer(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
@@ -280,7 +285,7 @@ impl ProxyHttp for HttpProxy {
     }
 
     /// Adds `X-Forwarded-For` (appended), `-Proto` and `-Host`.
-    async fn upstream_request_filter(
+    pub(crate) async fn upstream_request_filter(
         &self,
         _session: &mut Session,
         req: &mut RequestHeader,
@@ -294,7 +299,7 @@ impl ProxyHttp for HttpProxy {
 
     /// The backend's answer head: feeds passive health, and retries a 502/503/504
     /// elsewhere when `retry_on` says so (see `http_retry.rs`).
-    async fn upstream_response_filter(
+    pub(crate) async fn upstream_response_filter(
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
@@ -307,7 +312,7 @@ impl ProxyHttp for HttpProxy {
     }
 
     /// Proxying failed after connecting: retry elsewhere when `retry_on` allows.
-    fn error_while_proxy(
+    pub(crate) fn error_while_proxy(
         &self,
         peer: &HttpPeer,
         session: &mut Session,
@@ -323,7 +328,7 @@ impl ProxyHttp for HttpProxy {
     }
 
     /// Runs the route's filters on the backend's response head.
-    async fn response_filter(
+    pub(crate) async fn response_filter(
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
@@ -353,7 +358,7 @@ impl ProxyHttp for HttpProxy {
     }
 
     /// Runs the route's filters on each response body chunk.
-    fn response_body_filter(
+    pub(crate) fn response_body_filter(
         &self,
         session: &mut Session,
         body: &mut Option<Bytes>,
@@ -370,7 +375,7 @@ impl ProxyHttp for HttpProxy {
     }
 
     /// Notes a gRPC call's status from the backend's trailers.
-    fn upstream_response_trailer_filter(
+    pub(crate) fn upstream_response_trailer_filter(
         &self,
         _session: &mut Session,
         trailers: &mut http::HeaderMap,
@@ -383,7 +388,7 @@ impl ProxyHttp for HttpProxy {
     }
 
     /// Connecting failed: retry on another backend while `retries` allows.
-    fn fail_to_connect(
+    pub(crate) fn fail_to_connect(
         &self,
         _session: &mut Session,
         peer: &HttpPeer,
@@ -403,7 +408,12 @@ impl ProxyHttp for HttpProxy {
     }
 
     /// Runs when the request is done: counts it and writes its access-log line.
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    pub(crate) async fn logging(
+        &self,
+        session: &mut Session,
+        e: Option<&Error>,
+        ctx: &mut RequestCtx,
+    ) {
         super::accept::request_done();
         let status = session
             .response_written()
@@ -427,7 +437,7 @@ impl ProxyHttp for HttpProxy {
 
     /// Answers a failed request: 504 when the backend did not answer in time, 502 for
     /// other backend failures, the given status for our own refusals.
-    async fn fail_to_proxy(
+    pub(crate) async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,

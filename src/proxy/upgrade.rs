@@ -19,7 +19,7 @@ use pingora_core::protocols::http::v1::client::HttpSession as Upstream;
 use pingora_core::protocols::http::HttpTask;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::Result;
-use pingora_proxy::{ProxyHttp, Session};
+use pingora_proxy::Session;
 use std::sync::OnceLock;
 
 /// Whether Tioga proxies this request itself: an HTTP/1.1 upgrade without a body, to
