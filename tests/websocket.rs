@@ -6,7 +6,9 @@
 //!   in docs/configuration.md);
 //! - a zero-downtime upgrade (SIGQUIT + `-u`) while a WebSocket is open lets it finish
 //!   within `grace_period` on the old process; one still open when the old process
-//!   exits is closed; new connections reach the new process.
+//!   exits is closed; new connections reach the new process;
+//! - fresh WebSockets carry their first message, however fast the backend answers; a
+//!   refused upgrade gets the backend's answer; `Upgrade: h2c` never reaches a backend.
 
 mod common;
 
@@ -189,6 +191,33 @@ fn a_refused_upgrade_gets_the_backend_answer_and_the_connection_closes() {
         answer.contains("plain"),
         "the backend's body arrives: {answer}"
     );
+}
+
+/// `Upgrade: h2c` (retired by RFC 9113) never reaches a backend, which could otherwise
+/// take the connection's next requests in h2c, past the routes ("h2c smuggling"): the
+/// request is answered as plain HTTP/1.1 and the connection stays HTTP/1.1.
+#[test]
+fn an_h2c_upgrade_request_reaches_the_backend_as_plain_http1() {
+    let backend = spawn_http_backend("plain");
+    let bind = free_addr();
+    let _tioga = Tioga::start(&yaml(backend.addr(), bind, "10s"), &[bind]);
+    let mut conn = Conn::open(bind).unwrap();
+    let req = Request::get("/")
+        .header("Connection", "Upgrade, HTTP2-Settings")
+        .header("Upgrade", "h2c")
+        .header("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA");
+    let resp = conn.send(&req).unwrap();
+    assert_eq!(resp.status, 200);
+    for header in ["upgrade", "http2-settings"] {
+        assert_eq!(
+            resp.header(&format!("x-seen-h-{header}")),
+            None,
+            "{header} reached the backend"
+        );
+    }
+    let again = conn.send(&Request::get("/again")).unwrap();
+    assert_eq!(again.status, 200, "the connection is still HTTP/1.1");
+    assert_eq!(again.header("x-seen-path"), Some("/again"));
 }
 
 #[test]

@@ -194,6 +194,7 @@ impl HttpProxy {
             session.write_response_header(Box::new(head), true).await?;
             return Ok(true);
         }
+        super::upgrade::drop_h2c_upgrade(session.req_header_mut());
         if let Some(path) = &self.healthz {
             if super::healthz::asks(path, session.req_header()) {
                 super::healthz::answer(session).await?;
