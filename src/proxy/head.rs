@@ -2,7 +2,8 @@
 //! its target's length and its header count (RFC 9110's 431 and 414), `Host` as RFC
 //! 9112 §3.2 requires (400 when missing on HTTP/1.1 or given twice), and the path,
 //! normalised in place (see `routing::normalize_path`) so that routes, filters and the
-//! backend all see the same one.
+//! backend all see the same one. Also the one header change made before routing: a
+//! retired `Upgrade: h2c` is dropped ([`drop_h2c_upgrade`]).
 
 use crate::routing::normalize_path;
 use crate::vocab::HeadRules;
@@ -46,6 +47,23 @@ pub(crate) fn check(req: &mut RequestHeader, rules: &HeadRules) -> Result<(), Re
         normalize(req)?;
     }
     Ok(())
+}
+
+/// Drops a client's request to switch to cleartext HTTP/2 (`Upgrade: h2c`), which RFC
+/// 9113 retired: a backend that accepted it would take the connection's next requests
+/// in h2c, past the listener's routes and filters ("h2c smuggling"). The request goes
+/// on as plain HTTP/1.1.
+pub(crate) fn drop_h2c_upgrade(req: &mut RequestHeader) {
+    let asks_h2c = req.headers.get_all(http::header::UPGRADE).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"h2c"))
+    });
+    if asks_h2c {
+        req.remove_header(&http::header::UPGRADE);
+        req.remove_header("http2-settings");
+        req.remove_header(&http::header::CONNECTION);
+    }
 }
 
 /// Exactly one `Host` on HTTP/1.1, even with an absolute-form target (RFC 9112
@@ -161,5 +179,41 @@ mod tests {
             check(&mut req, &HeadRules::default()),
             Err(refuse(400, "bad_path"))
         );
+    }
+}
+
+#[cfg(test)]
+mod h2c_tests {
+    use super::*;
+
+    fn request(headers: &[(&'static str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in headers {
+            req.append_header(*k, *v).unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn an_h2c_upgrade_goes_on_as_plain_http1() {
+        let mut req = request(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "H2C"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ("host", "x"),
+        ]);
+        drop_h2c_upgrade(&mut req);
+        for gone in ["connection", "upgrade", "http2-settings"] {
+            assert!(req.headers.get(gone).is_none(), "{gone} removed");
+        }
+        assert_eq!(req.headers["host"], "x");
+    }
+
+    #[test]
+    fn a_websocket_upgrade_is_left_alone() {
+        let mut req = request(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        drop_h2c_upgrade(&mut req);
+        assert_eq!(req.headers["upgrade"], "websocket");
+        assert_eq!(req.headers["connection"], "Upgrade");
     }
 }

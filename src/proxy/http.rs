@@ -95,6 +95,11 @@ impl HttpProxy {
         self.routes.get(route?)
     }
 
+    /// The route the request took, once `request_filter` chose one.
+    pub(crate) fn route_target(&self, ctx: &RequestCtx) -> Option<&RouteTarget> {
+        self.target(ctx.route)
+    }
+
     /// The context a filter of `target` sees.
     fn filter_context<'a>(
         &'a self,
@@ -194,7 +199,7 @@ impl HttpProxy {
             session.write_response_header(Box::new(head), true).await?;
             return Ok(true);
         }
-        super::upgrade::drop_h2c_upgrade(session.req_header_mut());
+        super::head::drop_h2c_upgrade(session.req_header_mut());
         if let Some(path) = &self.healthz {
             if super::healthz::asks(path, session.req_header()) {
                 super::healthz::answer(session).await?;
@@ -218,11 +223,6 @@ impl HttpProxy {
                 self.respond(session, ctx, resp).await?;
                 return Ok(true);
             }
-        }
-        if super::upgrade::takes(session, target) {
-            // Boxed: the tunnel's state would otherwise size every request's future.
-            Box::pin(super::upgrade::proxy(self, session, ctx)).await?;
-            return Ok(true);
         }
         Ok(false)
     }

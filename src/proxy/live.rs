@@ -53,8 +53,22 @@ impl ProxyHttp for LiveHttp {
         }
     }
 
+    /// The app's `request_filter`; then an HTTP/1.1 upgrade it let through is proxied
+    /// by Tioga's own loop (`upgrade`), not Pingora's.
     async fn request_filter(&self, session: &mut Session, c: &mut LiveCtx) -> Result<bool> {
-        c.app.request_filter(session, &mut c.ctx).await
+        if c.app.request_filter(session, &mut c.ctx).await? {
+            return Ok(true);
+        }
+        let tunnel = c
+            .app
+            .route_target(&c.ctx)
+            .is_some_and(|target| super::upgrade::takes(session, target));
+        if tunnel {
+            // Boxed: the tunnel's state would otherwise size every request's future.
+            Box::pin(super::upgrade::proxy(&c.app, session, &mut c.ctx)).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     async fn upstream_peer(&self, session: &mut Session, c: &mut LiveCtx) -> Result<Box<HttpPeer>> {

@@ -19,26 +19,8 @@ use pingora_core::protocols::http::v1::client::HttpSession as Upstream;
 use pingora_core::protocols::http::HttpTask;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::Result;
-use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 use std::sync::OnceLock;
-
-/// Drops a client's request to switch to cleartext HTTP/2 (`Upgrade: h2c`), which RFC
-/// 9113 retired: a backend that accepted it would take the connection's next requests
-/// in h2c, past the listener's routes and filters ("h2c smuggling"). The request goes
-/// on as plain HTTP/1.1.
-pub(super) fn drop_h2c_upgrade(req: &mut RequestHeader) {
-    let asks_h2c = req.headers.get_all(http::header::UPGRADE).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"h2c"))
-    });
-    if asks_h2c {
-        req.remove_header(&http::header::UPGRADE);
-        req.remove_header("http2-settings");
-        req.remove_header(&http::header::CONNECTION);
-    }
-}
 
 /// Whether Tioga proxies this request itself: an HTTP/1.1 upgrade without a body, to
 /// a pool spoken to in HTTP/1.1.
@@ -186,41 +168,5 @@ async fn both_ways(upstream: &mut Upstream, session: &mut Session) -> Result<()>
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(headers: &[(&'static str, &str)]) -> RequestHeader {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        for (k, v) in headers {
-            req.append_header(*k, *v).unwrap();
-        }
-        req
-    }
-
-    #[test]
-    fn an_h2c_upgrade_goes_on_as_plain_http1() {
-        let mut req = request(&[
-            ("connection", "Upgrade, HTTP2-Settings"),
-            ("upgrade", "H2C"),
-            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
-            ("host", "x"),
-        ]);
-        drop_h2c_upgrade(&mut req);
-        for gone in ["connection", "upgrade", "http2-settings"] {
-            assert!(req.headers.get(gone).is_none(), "{gone} removed");
-        }
-        assert_eq!(req.headers["host"], "x");
-    }
-
-    #[test]
-    fn a_websocket_upgrade_is_left_alone() {
-        let mut req = request(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        drop_h2c_upgrade(&mut req);
-        assert_eq!(req.headers["upgrade"], "websocket");
-        assert_eq!(req.headers["connection"], "Upgrade");
     }
 }
