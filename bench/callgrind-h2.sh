@@ -25,33 +25,11 @@ OUT=${OUT:-/tmp/callgrind-h2.$PROXY.out}
 PROTO=(-m10)
 [[ ${H1:-0} == 1 ]] && PROTO=(--h1)
 py() { python3 "$BENCH/bench.py" "$@"; }
-log() { printf '[callgrind-h2] %s\n' "$*" >&2; }
+LOG_NAME=callgrind-h2
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/callgrind-h2.XXXXXX")
-PIDS=()
-cleanup() {
-  ((${#PIDS[@]})) && kill -INT "${PIDS[@]}" 2>/dev/null
-  sleep 1
-  ((${#PIDS[@]})) && kill -KILL "${PIDS[@]}" 2>/dev/null
-  wait 2>/dev/null
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-wait_port() { # PORT PID
-  for _ in $(seq 600); do
-    kill -0 "$2" 2>/dev/null || return 1
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-render() { # TEMPLATE OUT KEY=VALUE...
-  local in=$1 out=$2 kv args=()
-  shift 2
-  for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
-  sed "${args[@]}" "$in" >"$out"
-}
-
+bench_temp callgrind-h2
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=localhost -addext subjectAltName=DNS:localhost \
   -keyout "$TMP/h2-key.pem" -out "$TMP/h2-cert.pem" 2>/dev/null
@@ -61,7 +39,7 @@ render "$BENCH/nginx-backend.conf.in" "$TMP/nginx.conf" TMP="$TMP" \
   BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B" NOFILE=20000 WORKER_CONNS=16384
 nginx -p "$TMP/" -e "$TMP/nginx.error.log" -c "$TMP/nginx.conf" >"$TMP/nginx.out" 2>&1 &
 PIDS+=($!)
-wait_port "$BACKEND_A" "$!"
+wait_port "$BACKEND_A" "$!" || die "nginx did not start: $(cat "$TMP/nginx.out")"
 
 VG=(valgrind --tool=callgrind --callgrind-out-file="$OUT" --separate-threads=no)
 case $PROXY in
@@ -75,11 +53,12 @@ haproxy)
     BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B" NOFILE=20000 WORKER_CONNS=16384
   "${VG[@]}" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/proxy.out" 2>&1 &
   ;;
-*) log "unknown proxy $PROXY"; exit 2 ;;
+*) die "unknown proxy $PROXY" ;;
 esac
 VPID=$!
 PIDS+=("$VPID")
-wait_port "$PORT" "$VPID" || { cat "$TMP/proxy.out"; exit 1; }
+# Under valgrind a proxy takes a while to listen: up to 60 s.
+wait_port "$PORT" "$VPID" 600 || die "$PROXY did not listen: $(cat "$TMP/proxy.out")"
 URL=https://127.0.0.1:$PORT/
 h2load -c"$CLIENTS" "${PROTO[@]}" -n 2000 "$URL" >"$TMP/warm.txt" 2>&1
 callgrind_control -z "$VPID" >/dev/null 2>&1
@@ -88,7 +67,7 @@ callgrind_control -d "$VPID" >/dev/null 2>&1
 read -r ok bad _ < <(py h2load "$TMP/run.txt")
 grep -E '^(requests|status codes):' "$TMP/run.txt" >&2
 # The dump is the last file callgrind wrote for this pid.
-dump=$(ls -t "$OUT"* | head -n 1)
+dump=$(ls -t "$OUT" "$OUT".[0-9]* 2>/dev/null | head -n 1 || true)
 total=$(callgrind_annotate "$dump" 2>/dev/null | sed -n 's/^\([0-9,]*\) (100.0%).*PROGRAM TOTALS.*/\1/p' | tr -d ,)
 log "$PROXY: $ok ok, $bad bad; $total instructions; $((total / ok)) per request (incl. $CLIENTS handshakes); dump $dump"
 echo "$PROXY $ok $total $((total / ok)) $dump"

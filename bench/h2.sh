@@ -36,25 +36,17 @@ OUT=${OUT:-$BENCH/results.md}
 PROXY_CPU=0
 LOAD_CPU=1
 
-log() { printf '[bench-h2 %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_NAME=bench-h2
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer (got '$REPS')"
 [[ $DURATION =~ ^([1-9][0-9]*)s?$ ]] || die "DURATION must be seconds, e.g. 10s (got '$DURATION')"
 SECS=${BASH_REMATCH[1]}
 (($(nproc) >= 2)) || die "needs at least 2 CPUs (proxy on CPU 0, load on CPU 1)"
 
-need=()
-for pair in haproxy:haproxy nginx:nginx nghttp2-client:h2load openssl:openssl curl:curl \
-  python3:python3; do
-  command -v "${pair#*:}" >/dev/null || need+=("${pair%%:*}")
-done
-if ((${#need[@]})); then
-  log "installing: ${need[*]}"
-  sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo
-  $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-fi
+need haproxy:haproxy nginx:nginx nghttp2-client:h2load openssl:openssl curl:curl \
+  python3:python3
 PY=$(command -v /usr/bin/python3 || command -v python3)
 py() { "$PY" "$BENCH/bench.py" "$@"; }
 
@@ -65,27 +57,7 @@ fi
 TIOGA=${TIOGA:-$ROOT/target/release/tioga}
 [[ -x $TIOGA ]] || die "$TIOGA is missing: build it (make build) or run with BUILD=1"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tioga-bench-h2.XXXXXX")
-PIDS=()
-stop() { # PID... — SIGINT, then SIGKILL after 3 s; nginx's workers go with the master.
-  local pid
-  kill -INT "$@" 2>/dev/null || true
-  for _ in $(seq 30); do
-    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && continue 2; done
-    break
-  done
-  kill -KILL "$@" 2>/dev/null || true
-  wait "$@" 2>/dev/null || true
-}
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  ((${#PIDS[@]})) && stop "${PIDS[@]}"
-  if [[ ${KEEP_TMP:-0} == 1 || $rc != 0 ]]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_temp tioga-bench-h2
 IDLE_CONNS=${IDLE_CONNS:-1000 100000}
 idle_max=0
 for n in $IDLE_CONNS; do
@@ -100,35 +72,11 @@ NOFILE=$(ulimit -n)
 idle_cap() { local cap=$(((NOFILE - 1000) / 2)); echo $(($1 < cap ? $1 : cap)); }
 MAXCONN=$(idle_cap "$idle_max"); ((MAXCONN > 8000)) || MAXCONN=8000
 
-start() { # NAME CPU CMD... — in the background, pid in LAST_PID
-  local name=$1 cpu=$2
-  shift 2
-  taskset -c "$cpu" "$@" >"$TMP/$name.out" 2>&1 &
-  LAST_PID=$!
-  PIDS+=("$LAST_PID")
-}
-wait_port() { # PORT PID
-  for _ in $(seq 100); do
-    kill -0 "$2" 2>/dev/null || return 1
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-render() { # TEMPLATE OUT KEY=VALUE...
-  local in=$1 out=$2 kv args=()
-  shift 2
-  for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
-  sed "${args[@]}" "$in" >"$out"
-  ! grep -n '@[A-Z_]*@' "$out" || die "unfilled placeholder in $out"
-}
-pids_of() { echo "$1" "$(pgrep -P "$1" | tr '\n' ' ')"; }
 BOUND=$((SECS + 30))
 load() { timeout --kill-after=5 "$BOUND" taskset -c "$LOAD_CPU" "$@"; }
 
 RAW=$TMP/raw.tsv
 : >"$RAW"
-record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-}" >>"$RAW"; }
 
 # ------------------------------------------------------- certificate, backends
 
@@ -171,10 +119,8 @@ start_proxies() {
   done
 }
 stop_proxies() {
-  stop "${PID[tioga]}" "${PID[haproxy]}"
-  local keep=() q
-  for q in "${PIDS[@]}"; do [[ $q == "${PID[tioga]}" || $q == "${PID[haproxy]}" ]] || keep+=("$q"); done
-  PIDS=("${keep[@]}")
+  stop_pids "${PID[tioga]}" "${PID[haproxy]}"
+  forget "${PID[tioga]}" "${PID[haproxy]}"
 }
 
 cpu_us() { # PROXY — its processes' utime+stime in µs
@@ -229,25 +175,15 @@ measure_handshake() {
 
 # Memory per idle h2 connection at each of IDLE_CONNS, and the RSS growth left after.
 measure_idle() {
-  local rep=$1 p=$2 want n out idle loaded alive bad closed note pids
+  local rep=$1 p=$2 want n pids
   for want in $IDLE_CONNS; do
     # Each reading on new processes: allocators keep what an earlier measure freed,
     # and growth over that would come out low.
     stop_proxies
     start_proxies
     read -r -a pids < <(pids_of "${PID[$p]}")
-    n=$(idle_cap "$want") note=""
-    ((n == want)) || note="$want asked, $n held: the open-file limit is $NOFILE (the hard limit could not be raised)"
-    if ! out=$(timeout 1800 taskset -c "$LOAD_CPU" "$PY" "$BENCH/bench.py" h2idle \
-      --port "${PORT[$p]}" --conns "$n" "${pids[@]}" 2>"$TMP/idle-$p.err"); then
-      record "$rep" "idle_kib:h2:$n" "$p" "" "idle probe failed: $(tail -n 1 "$TMP/idle-$p.err")"
-      continue
-    fi
-    read -r idle loaded alive bad closed <<<"$out"
-    ((alive == n)) || note+="${note:+; }only $alive of $n connections still open at the reading"
-    ((bad == 0)) || note+="${note:+; }$bad non-200 answers"
-    record "$rep" "idle_kib:h2:$n" "$p" "$("$PY" -c "print(round(($loaded - $idle) / $n, 3))")" "$note"
-    record "$rep" "idle_closed:h2:$n" "$p" "$((closed - idle))"
+    n=$(idle_cap "$want")
+    record_idle "$rep" h2 "$n" "$want" "$p" h2idle --port "${PORT[$p]}" --conns "$n" "${pids[@]}"
     sleep 1
   done
 }

@@ -46,8 +46,9 @@ CARGO=${CARGO:-cargo}
 PROXY_CPU=0 # the proxy under test
 LOAD_CPU=1  # load generators, backends, iperf3, the memory probe
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_NAME=bench
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer (got '$REPS')"
 [[ $DURATION =~ ^([1-9][0-9]*)s?$ ]] || die "DURATION must be seconds, e.g. 10s (got '$DURATION')"
@@ -59,20 +60,9 @@ SECS=${BASH_REMATCH[1]}
 # ---------------------------------------------------------------- dependencies
 
 # Debian packages, installed only when missing ("package:file-or-command").
-need=()
-for pair in haproxy:haproxy nginx:nginx wrk:wrk nghttp2-client:h2load iperf3:iperf3 \
+need haproxy:haproxy nginx:nginx wrk:wrk nghttp2-client:h2load iperf3:iperf3 \
   curl:curl cmake:cmake gcc:cc python3:python3 \
-  libnginx-mod-stream:/usr/lib/nginx/modules/ngx_stream_module.so; do
-  pkg=${pair%%:*} what=${pair#*:}
-  if [[ $what == /* ]]; then [[ -e $what ]] || need+=("$pkg")
-  else command -v "$what" >/dev/null || need+=("$pkg"); fi
-done
-if ((${#need[@]})); then
-  log "installing: ${need[*]}"
-  sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo
-  $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-fi
+  libnginx-mod-stream:/usr/lib/nginx/modules/ngx_stream_module.so
 PY=$(command -v /usr/bin/python3 || command -v python3)
 HELP=$BENCH/bench.py
 py() { "$PY" "$HELP" "$@"; }
@@ -95,55 +85,8 @@ TIOGA_VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -
 
 # ------------------------------------------------------------ temp dir, cleanup
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tioga-bench.XXXXXX")
-PIDS=() # every process this script started (their children are found at cleanup)
-
-# Succeeds while any of the given processes is still running (not gone, not a zombie
-# waiting to be reaped).
-any_alive() {
-  local pid stat
-  for pid in "$@"; do
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-    stat=${stat##*) }
-    [[ ${stat:0:1} == Z ]] || return 0
-  done
-  return 1
-}
-
-# Stops the given processes and their direct children (nginx workers): SIGINT first
-# (fast shutdown; SIGTERM would make Pingora drain for its grace period), then SIGTERM
-# (HAProxy started in the background of a script inherits an ignored SIGINT), then
-# SIGKILL.
-stop_pids() {
-  local pid sig all=()
-  for pid in "$@"; do
-    all+=("$pid")
-    mapfile -t -O "${#all[@]}" all < <(pgrep -P "$pid" || true)
-  done
-  ((${#all[@]})) || return 0
-  for sig in INT TERM KILL; do
-    kill -"$sig" "${all[@]}" 2>/dev/null || true
-    for _ in $(seq 20); do
-      any_alive "${all[@]}" || break 2
-      sleep 0.1
-    done
-  done
-  wait "$@" 2>/dev/null || true
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  ((${#PIDS[@]})) && stop_pids "${PIDS[@]}"
-  if [[ ${KEEP_TMP:-0} == 1 || $rc != 0 ]]; then
-    log "temp dir kept: $TMP"
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# every process this script started is in PIDS (their children are found at cleanup)
+bench_temp tioga-bench
 
 # Raise the open-file limit: CONNS client connections plus their upstream side, and the
 # `idle` measure's counts (twice for L4); the hard limit too where that is allowed.
@@ -165,54 +108,10 @@ WORKER_CONNS=$((2 * MAXCONN + 100)); ((WORKER_CONNS > 16384)) || WORKER_CONNS=16
 
 # ------------------------------------------------------------------- helpers
 
-# start NAME CPU CMD... — runs CMD pinned to CPU in the background; its pid in LAST_PID.
-start() {
-  local name=$1 cpu=$2
-  shift 2
-  taskset -c "$cpu" "$@" >"$TMP/$name.out" 2>&1 &
-  LAST_PID=$!
-  PIDS+=("$LAST_PID")
-}
-
-# Forget stopped pids.
-forget() {
-  local keep=() p q drop
-  for p in "${PIDS[@]}"; do
-    drop=0
-    for q in "$@"; do [[ $p == "$q" ]] && drop=1; done
-    ((drop)) || keep+=("$p")
-  done
-  PIDS=("${keep[@]}")
-}
-
-# wait_port PORT PID — until 127.0.0.1:PORT accepts, or fail if PID died / 10 s passed.
-wait_port() {
-  local port=$1 pid=$2
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# render TEMPLATE OUT KEY=VALUE... — replaces every @KEY@ in TEMPLATE.
-render() {
-  local in=$1 out=$2 kv args=()
-  shift 2
-  for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
-  sed "${args[@]}" "$in" >"$out"
-  ! grep -n '@[A-Z_]*@' "$out" || die "unfilled placeholder in $out"
-}
-
-# The process ids whose CPU and memory count for a proxy: it and its children.
-pids_of() { echo "$1" "$(pgrep -P "$1" | tr '\n' ' ')"; }
-
 RAW=$TMP/raw.tsv
 META=$TMP/meta.tsv
 printf 'rep\tmeasure\tproxy\tvalue\tnote\n' >"$RAW"
 : >"$META"
-record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-}" >>"$RAW"; }
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
 
 # Bounded runs of the load tools, pinned to the load CPU.
@@ -377,7 +276,7 @@ measure_mem() {
 # Memory per idle connection at each of IDLE_CONNS, for each of IDLE_PROTOS, and the
 # RSS growth left once they close.
 measure_idle() {
-  local rep=$1 p=$2 proto n want port out idle loaded alive bad closed note
+  local rep=$1 p=$2 proto n want port
   for proto in $IDLE_PROTOS; do
     for want in $IDLE_CONNS; do
       restart "$p"
@@ -388,19 +287,9 @@ measure_idle() {
         l4) n=$(idle_cap 2 "$want") port=${TCP[$p]} ;;
         *) die "IDLE_PROTOS: unknown protocol '$proto' (h1, l4)" ;;
       esac
-      note=""
-      ((n == want)) || note="$want asked, $n held: the open-file limit is $NOFILE (the hard limit could not be raised)"
       # shellcheck disable=SC2046 # pids_of's words are pids
-      if ! out=$(timeout 1800 taskset -c "$LOAD_CPU" "$PY" "$HELP" idle --port "$port" \
-        --conns "$n" $(pids_of "${PID[$p]}") 2>"$TMP/idle-$p.err"); then
-        record "$rep" "idle_kib:$proto:$n" "$p" "" "idle probe failed: $(tail -n 1 "$TMP/idle-$p.err")"
-        continue
-      fi
-      read -r idle loaded alive bad closed <<<"$out"
-      ((alive == n)) || note+="${note:+; }only $alive of $n connections still open at the reading"
-      ((bad == 0)) || note+="${note:+; }$bad non-200 answers"
-      record "$rep" "idle_kib:$proto:$n" "$p" "$("$PY" -c "print(round(($loaded - $idle) / $n, 3))")" "$note"
-      record "$rep" "idle_closed:$proto:$n" "$p" "$((closed - idle))"
+      record_idle "$rep" "$proto" "$n" "$want" "$p" idle --port "$port" --conns "$n" \
+        $(pids_of "${PID[$p]}")
       sleep 1
     done
   done

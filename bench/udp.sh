@@ -36,8 +36,9 @@ TOOL=${UDP_BENCH:-$ROOT/target/bare/release/examples/udp_bench}
 PROXY_CPU=0
 LOAD_CPU=1
 
-log() { printf '[bench-udp %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_NAME=bench-udp
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer (got '$REPS')"
 [[ $DURATION =~ ^([1-9][0-9]*)s?$ ]] || die "DURATION must be seconds, e.g. 10s (got '$DURATION')"
@@ -52,40 +53,15 @@ fi
 [[ -x $TIOGA ]] || die "no Tioga binary at $TIOGA (make build, or set TIOGA)"
 [[ -x $TOOL ]] || die "no $TOOL (run with BUILD=1)"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tioga-bench-udp.XXXXXX")
-PIDS=()
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do
-    kill -INT "$pid" 2>/dev/null || true
-    pkill -INT -P "$pid" 2>/dev/null || true
-  done
-  sleep 0.5
-  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [[ ${KEEP_TMP:-0} == 1 || $rc != 0 ]]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_temp tioga-bench-udp
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # Each proxy holds a socket per flow towards its backend; the load tool one per flow.
 (($(ulimit -n) >= FLOWS + 1000)) || die "ulimit -n $(ulimit -n) is too low for FLOWS=$FLOWS"
 
 py() { python3 "$BENCH/bench.py" "$@"; }
-start() { # NAME CPU CMD... — in the background, pinned; pid in LAST_PID
-  local name=$1 cpu=$2
-  shift 2
-  taskset -c "$cpu" "$@" >"$TMP/$name.out" 2>&1 &
-  LAST_PID=$!
-  PIDS+=("$LAST_PID")
-}
-pids_of() { echo "$1" "$(pgrep -P "$1" | tr '\n' ' ')"; }
 tool() { timeout --kill-after=5 $((SECS + 60)) taskset -c "$LOAD_CPU" "$TOOL" "$@"; }
 RAW=$TMP/raw.tsv
 : >"$RAW"
-record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-}" >>"$RAW"; }
 
 read -r ECHO_A ECHO_B < <(py ports 2)
 start echo-a "$LOAD_CPU" "$TOOL" echo "127.0.0.1:$ECHO_A"
@@ -148,12 +124,8 @@ answers() { # PROXY — until one request through it is answered (10 s at most)
   return 1
 }
 stop() { # PROXY
-  local pid=${PID[$1]}
-  pkill -INT -P "$pid" 2>/dev/null || true
-  kill -INT "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  stop_pids "${PID[$1]}"
+  forget "${PID[$1]}"
 }
 
 RATE=${UDP_RATE:-}
