@@ -355,20 +355,6 @@ fn assert_closed_without_greeting(addr: SocketAddr) {
     }
 }
 
-/// Whether a socket listens on `port` (IPv4 or IPv6), from `/proc/net/tcp*`: a
-/// readiness check that opens no connection, so it costs no `rate_limit` budget.
-fn listening(port: u16) -> bool {
-    let port = format!(":{port:04X}");
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|file| {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        text.lines().skip(1).any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // fields[1] = local address ADDR:PORT, fields[3] = state (0A = LISTEN).
-            fields.len() > 3 && fields[1].ends_with(&port) && fields[3] == "0A"
-        })
-    })
-}
-
 /// Waits until every address in `addrs` listens, without connecting to it.
 fn wait_listening(tioga: &mut Tioga, addrs: &[SocketAddr]) {
     wait_until(Duration::from_secs(20), "tioga listening", || {

@@ -297,7 +297,8 @@ const ROUTES: &str = r#"    routes:
         pool: web
 "#;
 
-/// Starts `tioga -c config` and waits until its listeners accept.
+/// Starts `tioga -c config` and waits until its listeners listen (checked without
+/// connecting: a bare connection to the TLS listener is an aborted handshake in its log).
 fn start(tioga: &str, config: &Path, p: &Ports) -> Result<Child> {
     let mut child = Command::new(tioga)
         .arg("-c")
@@ -309,7 +310,7 @@ fn start(tioga: &str, config: &Path, p: &Ports) -> Result<Child> {
         .map_err(|e| format!("start {tioga}: {e}"))?;
     let deadline = Instant::now() + IO_TIMEOUT;
     for addr in [p.http, p.https, p.tcp, p.admin] {
-        while TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_err() {
+        while !process::listening(addr.port()) {
             if let Some(status) = child.try_wait()? {
                 return Err(format!("tioga exited before listening on {addr}: {status}").into());
             }

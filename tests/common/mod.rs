@@ -37,7 +37,7 @@ pub use backend::{
 };
 pub use client::{get, Conn, Request, Response};
 pub use peer::{connect_from, PeerProcess};
-pub use tioga::{check_config, free_addr, free_port, wait_child, Tioga, CONFIG_FILE};
+pub use tioga::{check_config, free_addr, free_port, listening, wait_child, Tioga, CONFIG_FILE};
 
 /// Calls `f` until it returns true, pausing briefly between calls (5 ms growing to
 /// 50 ms). Panics with `what` if `deadline` passes first.

@@ -43,3 +43,18 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
         std::thread::sleep(POLL);
     }
 }
+
+/// Whether a socket listens on TCP `port` (IPv4 or IPv6), from `/proc/net/tcp*`: a
+/// readiness check that opens no connection, so it costs no `rate_limit` budget and a
+/// TLS listener logs no aborted handshake.
+pub fn listening(port: u16) -> bool {
+    let port = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|file| {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        text.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // fields[1] = local address ADDR:PORT, fields[3] = state (0A = LISTEN).
+            fields.len() > 3 && fields[1].ends_with(&port) && fields[3] == "0A"
+        })
+    })
+}

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::process::POLL;
-pub use super::process::{free_addr, wait_child};
+pub use super::process::{free_addr, listening, wait_child};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_tioga");
