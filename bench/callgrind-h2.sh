@@ -34,12 +34,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -subj /CN=localhost -addext subjectAltName=DNS:localhost \
   -keyout "$TMP/h2-key.pem" -out "$TMP/h2-cert.pem" 2>/dev/null
 cat "$TMP/h2-cert.pem" "$TMP/h2-key.pem" >"$TMP/h2-haproxy.pem"
-read -r BACKEND_A BACKEND_B PORT < <(py ports 3)
-render "$BENCH/nginx-backend.conf.in" "$TMP/nginx.conf" TMP="$TMP" \
-  BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B" NOFILE=20000 WORKER_CONNS=16384
-nginx -p "$TMP/" -e "$TMP/nginx.error.log" -c "$TMP/nginx.conf" >"$TMP/nginx.out" 2>&1 &
-PIDS+=($!)
-wait_port "$BACKEND_A" "$!" || die "nginx did not start: $(cat "$TMP/nginx.out")"
+backends
+PORT=$(py ports 1)
 
 VG=(valgrind --tool=callgrind --callgrind-out-file="$OUT" --separate-threads=no)
 case $PROXY in

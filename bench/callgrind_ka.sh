@@ -12,24 +12,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TIOGA=${1:-$ROOT/target/release/tioga}
 N1=${N1:-500}
 N2=${N2:-2500}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tioga-callgrind.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+LOG_NAME=callgrind-ka
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_temp tioga-callgrind
+port() { python3 "$ROOT/bench/bench.py" ports 1; }
 
-BA=$(port) BB=$(port)
-sed -e "s|@TMP@|$TMP|g" -e "s|@BACKEND_A@|$BA|g" -e "s|@BACKEND_B@|$BB|g" \
-  -e "s|@NOFILE@|20000|g" -e "s|@WORKER_CONNS@|16384|g" \
-  "$ROOT/bench/nginx-backend.conf.in" >"$TMP/backend.conf"
-nginx -p "$TMP/" -e "$TMP/backend.err" -c "$TMP/backend.conf" &
-PIDS+=($!)
-wait_port "$BA"
+backends
+BA=$BACKEND_A BB=$BACKEND_B
 
 run() { # N — prints the instructions Tioga executed serving N requests
   local n=$1 listen
@@ -54,7 +44,8 @@ YAML
   valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.%p" "$TIOGA" -c "$TMP/tioga.yaml" \
     2>"$TMP/vg-$n.err" &
   local vg=$!
-  wait_port "$listen" || { cat "$TMP/vg-$n.err" >&2; return 1; }
+  # Under valgrind a proxy takes a while to listen: up to 30 s.
+  wait_port "$listen" "$vg" 300 || { kill "$vg"; die "tioga did not listen: $(cat "$TMP/vg-$n.err")"; }
   python3 - "$listen" "$n" <<'PY'
 import socket, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])

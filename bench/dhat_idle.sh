@@ -13,28 +13,17 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TIOGA=$1
 N=${2:-1000}
 PROTO=${3:-h1}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tioga-dhat.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [[ -n ${KEEP:-} ]] && cp "$TMP/dhat.json" "$KEEP" 2>/dev/null
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+LOG_NAME=dhat-idle
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_temp tioga-dhat
 
-BA=$(port) BB=$(port) HTTP=$(port) TCP=$(port) H2=$(port)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=localhost -addext subjectAltName=DNS:localhost \
   -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
-sed -e "s|@TMP@|$TMP|g" -e "s|@BACKEND_A@|$BA|g" -e "s|@BACKEND_B@|$BB|g" \
-  -e "s|@NOFILE@|20000|g" -e "s|@WORKER_CONNS@|16384|g" \
-  "$ROOT/bench/nginx-backend.conf.in" >"$TMP/backend.conf"
-nginx -p "$TMP/" -e "$TMP/backend.err" -c "$TMP/backend.conf" &
-PIDS+=($!)
-wait_port "$BA"
+backends
+BA=$BACKEND_A BB=$BACKEND_B
+read -r HTTP TCP H2 < <(python3 "$ROOT/bench/bench.py" ports 3)
 cat >"$TMP/tioga.yaml" <<YAML
 server:
   threads: 1
@@ -70,16 +59,20 @@ YAML
 valgrind --tool=dhat --dhat-out-file="$TMP/dhat.json" "$TIOGA" -c "$TMP/tioga.yaml" \
   2>"$TMP/vg.err" &
 VG=$!
-wait_port "$HTTP" || { cat "$TMP/vg.err" >&2; exit 1; }
+PIDS+=("$VG")
+# Under valgrind a proxy takes a while to listen: up to 60 s.
+wait_port "$HTTP" "$VG" 600 || die "tioga did not listen: $(cat "$TMP/vg.err")"
 case $PROTO in
 h1) probe=idle port=$HTTP ;;
 l4) probe=idle port=$TCP ;;
 h2) probe=h2idle port=$H2 ;;
-*) echo "PROTO: h1, l4 or h2" >&2; exit 2 ;;
+*) die "PROTO: h1, l4 or h2" ;;
 esac
 python3 "$ROOT/bench/bench.py" "$probe" --port "$port" --conns "$N" --settle 3 "$VG"
 kill -TERM "$VG"
 wait "$VG" || true
+forget "$VG"
+[[ -z ${KEEP:-} ]] || cp "$TMP/dhat.json" "$KEEP"
 python3 - "$TMP/dhat.json" "$N" <<'PY'
 import json, re, sys
 d = json.load(open(sys.argv[1]))

@@ -85,13 +85,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -keyout "$TMP/h2-key.pem" -out "$TMP/h2-cert.pem" 2>/dev/null || die "openssl req failed"
 cat "$TMP/h2-cert.pem" "$TMP/h2-key.pem" >"$TMP/h2-haproxy.pem"
 
-read -r BACKEND_A BACKEND_B < <(py ports 2)
-render "$BENCH/nginx-backend.conf.in" "$TMP/nginx-backend.conf" \
-  TMP="$TMP" BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B" NOFILE=20000 WORKER_CONNS=16384
-start nginx-backend "$LOAD_CPU" nginx -p "$TMP/" -e "$TMP/nginx-backend.error.log" \
-  -c "$TMP/nginx-backend.conf"
-wait_port "$BACKEND_A" "$LAST_PID" && wait_port "$BACKEND_B" "$LAST_PID" \
-  || die "backend nginx did not start: $(cat "$TMP/nginx-backend.out")"
+backends "$LOAD_CPU"
 
 # ---------------------------------------------------------------- proxies
 

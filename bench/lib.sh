@@ -3,6 +3,8 @@
 # both and installs the cleanup that stops every process in PIDS and removes TMP (kept
 # with KEEP_TMP=1, or when the script failed).
 
+LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
 log() { printf '[%s %s] %s\n' "$LOG_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -90,12 +92,12 @@ start() {
   PIDS+=("$LAST_PID")
 }
 
-# wait_port PORT PID [TRIES] — until 127.0.0.1:PORT accepts, or fail if PID died or
-# TRIES × 0.1 s (default 10 s) passed.
+# wait_port PORT [PID [TRIES]] — until 127.0.0.1:PORT accepts, or fail if PID (when
+# given) died or TRIES × 0.1 s (default 10 s) passed.
 wait_port() {
-  local port=$1 pid=$2
+  local port=$1 pid=${2:-}
   for _ in $(seq "${3:-100}"); do
-    kill -0 "$pid" 2>/dev/null || return 1
+    [[ -z $pid ]] || kill -0 "$pid" 2>/dev/null || return 1
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
     sleep 0.1
   done
@@ -109,6 +111,22 @@ render() {
   for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
   sed "${args[@]}" "$in" >"$out"
   ! grep -n '@[A-Z_]*@' "$out" || die "unfilled placeholder in $out"
+}
+
+# backends [CPU] — one nginx (pinned to CPU when given) serving the two fast backends of
+# nginx-backend.conf.in on free ports, BACKEND_A and BACKEND_B.
+backends() {
+  local pin=() pid
+  [[ -z ${1:-} ]] || pin=(taskset -c "$1")
+  read -r BACKEND_A BACKEND_B < <(python3 "$LIB_DIR/bench.py" ports 2)
+  render "$LIB_DIR/nginx-backend.conf.in" "$TMP/nginx-backend.conf" TMP="$TMP" \
+    BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B" NOFILE=20000 WORKER_CONNS=16384
+  "${pin[@]}" nginx -p "$TMP/" -e "$TMP/nginx-backend.error.log" \
+    -c "$TMP/nginx-backend.conf" >"$TMP/nginx-backend.out" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  { wait_port "$BACKEND_A" "$pid" && wait_port "$BACKEND_B" "$pid"; } ||
+    die "backend nginx did not start: $(cat "$TMP/nginx-backend.out")"
 }
 
 # The process ids whose CPU and memory count for a proxy: it and its children.

@@ -31,34 +31,20 @@ DURATION=${DURATION:-10s}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/overhead.md}
 SECS=${DURATION%s}
-log() { printf '[overhead %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+LOG_NAME=overhead
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
-for pair in nginx:nginx wrk:wrk nghttp2-client:h2load valgrind:valgrind redis-server:redis-server; do
-  command -v "${pair#*:}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${pair%%:*}"; }
-done
+need nginx:nginx wrk:wrk nghttp2-client:h2load valgrind:valgrind redis-server:redis-server
 [[ ${BUILD:-1} == 1 ]] && bash "$ROOT/examples/pgo_build.sh" # as `make build` makes it
 TIOGA=$ROOT/target/release/tioga
 
-TMP=$(mktemp -d /tmp/tioga-overhead.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; log "port $1 never opened"; exit 1; }
+bench_temp tioga-overhead
+free_port() { python3 "$ROOT/bench/bench.py" ports 1; }
 
 # Two fast backends (100-byte body) in one nginx on CPU 1.
-A=$(free_port); B=$(free_port)
-body=$(printf 'x%.0s' $(seq 99))
-cat >"$TMP/backend.conf" <<NGINX
-daemon off; worker_processes 1; pid $TMP/backend.pid; error_log $TMP/backend.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$A; location / { return 200 "$body\n"; } }
-  server { listen 127.0.0.1:$B; location / { return 200 "$body\n"; } } }
-NGINX
-taskset -c 1 nginx -c "$TMP/backend.conf" -p "$TMP" 2>/dev/null & PIDS+=($!)
-wait_port "$A"; wait_port "$B"
+backends 1
+A=$BACKEND_A B=$BACKEND_B
 
 # The shared rate-limit store, on the load CPU like the backends.
 REDIS=$(free_port)

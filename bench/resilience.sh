@@ -28,33 +28,19 @@ DURATION=${DURATION:-10s}
 SECS=${DURATION%s}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/results.md}
-log() { printf '[resilience %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+LOG_NAME=resilience
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
-for pair in nginx:nginx nghttp2-client:h2load; do
-  command -v "${pair#*:}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${pair%%:*}"; }
-done
+need nginx:nginx nghttp2-client:h2load
 [[ ${BUILD:-1} == 1 ]] && bash "$ROOT/examples/pgo_build.sh"
 TIOGA=${TIOGA:-$ROOT/target/release/tioga}
 
-TMP=$(mktemp -d /tmp/tioga-resilience.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT INT TERM
+bench_temp tioga-resilience
+free_port() { python3 "$ROOT/bench/bench.py" ports 1; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; log "port $1 never opened"; exit 1; }
-
-A=$(free_port); B=$(free_port)
-body=$(printf 'x%.0s' $(seq 99))
-cat >"$TMP/backend.conf" <<NGINX
-daemon off; worker_processes 1; pid $TMP/backend.pid; error_log $TMP/backend.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$A; location / { return 200 "$body\n"; } }
-  server { listen 127.0.0.1:$B; location / { return 200 "$body\n"; } } }
-NGINX
-taskset -c 1 nginx -c "$TMP/backend.conf" -p "$TMP" 2>/dev/null & PIDS+=($!)
-wait_port "$A"; wait_port "$B"
+backends 1
+A=$BACKEND_A B=$BACKEND_B
 
 RESILIENT="balance: p2c_ewma
     outlier: {consecutive_failures: 5, base_ejection: 30s, max_ejected: 50%}
