@@ -24,8 +24,16 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// The status page, embedded in the binary.
-const PAGE: &str = include_str!("status_page.html");
+/// The status page, embedded in the binary: the markup and style, then its two scripts
+/// (the poller and the explain form), each kept in a file of its own.
+const PAGE: &str = concat!(
+    include_str!("status_page.html"),
+    "<script>\n",
+    include_str!("status_page.js"),
+    "</script>\n<script>\n",
+    include_str!("status_page_explain.js"),
+    "</script>\n</body>\n</html>\n",
+);
 
 /// The largest request body the admin endpoint reads.
 const MAX_BODY: usize = 16 * 1024;
