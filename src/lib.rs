@@ -114,7 +114,7 @@ impl Tioga {
     /// a configuration check or a start-up failure.
     pub fn run_from_args(self) -> ExitCode {
         let args = cli::Args::parse();
-        init_logging();
+        observability::process_log::init();
         if let Some(cli::Command::Explain(explain)) = args.command {
             // Without running the config's tests: explain is how a failing one is read.
             return match config::Config::load(&args.conf, &self.filters) {
@@ -176,11 +176,4 @@ pub mod prelude {
     pub use bytes::Bytes;
     pub use pingora_error::{Error, ErrorType, Result};
     pub use pingora_http::{RequestHeader, ResponseHeader};
-}
-
-fn init_logging() {
-    let env = env_logger::Env::default().default_filter_or("info");
-    let _ = env_logger::Builder::from_env(env)
-        .format_timestamp_millis()
-        .try_init();
 }

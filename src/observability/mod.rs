@@ -8,6 +8,7 @@ pub(crate) mod explain;
 mod log_line;
 pub(crate) mod metrics;
 mod pool_metrics;
+pub(crate) mod process_log;
 pub(crate) mod reload;
 pub(crate) mod status;
 pub(crate) mod udp_metrics;
