@@ -2,6 +2,7 @@
 //! `localhost` is made at test time (rcgen), an HTTPS request made with rustls, trusting
 //! only that certificate, is proxied to a plain HTTP backend, and the backend sees
 //! `X-Forwarded-Proto: https` (and `http` through a plain listener of the same config).
+//! A client that leaves before its ClientHello is logged at INFO, not ERROR.
 
 mod common;
 
@@ -113,7 +114,7 @@ listeners:
         cert = cert.display(),
         key = key.display()
     );
-    let _tioga = Tioga::start(&yaml, &[secure, plain]);
+    let tioga = Tioga::start(&yaml, &[secure, plain]);
 
     let (status, headers) = https_get(secure, certified.cert.der(), "/over/tls?x=1");
     assert_eq!(status, 200, "{headers:?}");
@@ -131,4 +132,15 @@ listeners:
 
     let resp = get(plain, "/").unwrap();
     assert_eq!(resp.header("x-seen-h-x-forwarded-proto"), Some("http"));
+
+    // A client that connects and leaves without a ClientHello (a scanner, a TCP health
+    // check) fails its handshake by its own doing: INFO in Tioga's log, not ERROR.
+    drop(TcpStream::connect_timeout(&secure, IO_TIMEOUT).expect("connect"));
+    let info = " INFO  pingora_core::services::listening] Downstream handshake error";
+    wait_until(IO_TIMEOUT, "the abandoned handshake in the log", || {
+        tioga.log().contains(info)
+    });
+    let log = tioga.log();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
 }
