@@ -12,7 +12,7 @@ use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +81,15 @@ fn client_config() -> Arc<rustls::ClientConfig> {
 
 /// Connects from `from` to `to`, sends a ClientHello naming `sni` (or, for "", plain
 /// bytes), half-closes and reads until Tioga closes; the client address.
-fn connect(tls: &Arc<rustls::ClientConfig>, from: &str, to: SocketAddr, sni: &str) -> String {
+/// One generated connection; returns its client address and the socket, which the caller
+/// keeps open so that no later connection reuses the address (an access-log line is
+/// keyed by it). Where Tioga closes first, the client's port would be free at once.
+fn connect(
+    tls: &Arc<rustls::ClientConfig>,
+    from: &str,
+    to: SocketAddr,
+    sni: &str,
+) -> (String, TcpStream) {
     let mut s = connect_from(from, to).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let client = s.local_addr().unwrap().to_string();
@@ -98,7 +106,7 @@ fn connect(tls: &Arc<rustls::ClientConfig>, from: &str, to: SocketAddr, sni: &st
     let _ = s.shutdown(Shutdown::Write);
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    client
+    (client, s)
 }
 
 /// `tioga -c CONFIG explain …`: exit code and stdout (stderr when stdout is empty).
@@ -175,10 +183,10 @@ fn explain_agrees_with_the_proxy_on_300_generated_connections() {
             (to, rng.pick(&names), rng.pick(&sources))
         })
         .collect();
-    let clients: Vec<String> = generated
+    let (clients, _open): (Vec<String>, Vec<TcpStream>) = generated
         .iter()
         .map(|(to, sni, from)| connect(&tls, from, *to, sni))
-        .collect();
+        .unzip();
 
     let log_path = tioga.dir().join("access.log");
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
