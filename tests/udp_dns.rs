@@ -114,7 +114,13 @@ listeners:
         a.addr,
         b.as_ref().unwrap().addr
     );
-    let _tioga = Tioga::start(&yaml, &[admin, listen]);
+    // The TCP listener shares the pool's round robin: a readiness probe connecting to
+    // it could be routed late, in the middle of the six flows below. It is waited for
+    // without a connection.
+    let _tioga = Tioga::start(&yaml, &[admin]);
+    wait_until(Duration::from_secs(10), "the TCP listener", || {
+        listening(listen.port())
+    });
     let ready = UdpClient::new(listen);
     wait_until(Duration::from_secs(10), "DNS through tioga", || {
         ready.send(&query(7)).unwrap();
