@@ -12,6 +12,8 @@ use log::{Level, Log, Metadata, Record};
 
 /// Pingora's module that logs failed downstream handshakes.
 const LISTENING: &str = "pingora_core::services::listening";
+/// How its messages about them begin ("… error from ADDR: …", "… timeout").
+const HANDSHAKE: &str = "Downstream handshake";
 
 /// Installs the process logger: `env_logger` under [`Relevel`]. Does nothing when a
 /// logger is already installed (an embedding program's own).
@@ -66,11 +68,8 @@ fn client_handshake_failure(record: &Record) -> bool {
         return false;
     }
     match record.args().as_str() {
-        Some(text) => text.starts_with("Downstream handshake"),
-        None => record
-            .args()
-            .to_string()
-            .starts_with("Downstream handshake"),
+        Some(text) => text.starts_with(HANDSHAKE),
+        None => record.args().to_string().starts_with(HANDSHAKE),
     }
 }
 
