@@ -24,7 +24,6 @@ TIOGA=${TIOGA:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tioga}
 OUT=${OUT:-/tmp/callgrind-h2.$PROXY.out}
 PROTO=(-m10)
 [[ ${H1:-0} == 1 ]] && PROTO=(--h1)
-py() { python3 "$BENCH/bench.py" "$@"; }
 LOG_NAME=callgrind-h2
 # shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"

@@ -16,14 +16,12 @@ LOG_NAME=callgrind-ka
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 bench_temp tioga-callgrind
-port() { python3 "$ROOT/bench/bench.py" ports 1; }
 
 backends
-BA=$BACKEND_A BB=$BACKEND_B
 
 run() { # N — prints the instructions Tioga executed serving N requests
   local n=$1 listen
-  listen=$(port)
+  listen=$(free_port)
   cat >"$TMP/tioga.yaml" <<YAML
 server:
   threads: 1
@@ -33,7 +31,7 @@ server:
   graceful_shutdown_timeout: 1s
 pools:
   web:
-    backends: ["127.0.0.1:$BA", "127.0.0.1:$BB"]
+    backends: ["127.0.0.1:$BACKEND_A", "127.0.0.1:$BACKEND_B"]
 listeners:
   http:
     protocol: http

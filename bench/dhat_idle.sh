@@ -22,8 +22,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -subj /CN=localhost -addext subjectAltName=DNS:localhost \
   -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
 backends
-BA=$BACKEND_A BB=$BACKEND_B
-read -r HTTP TCP H2 < <(python3 "$ROOT/bench/bench.py" ports 3)
+read -r HTTP TCP H2 < <(py ports 3)
 cat >"$TMP/tioga.yaml" <<YAML
 server:
   threads: 1
@@ -33,7 +32,7 @@ server:
   graceful_shutdown_timeout: 1s
 pools:
   web:
-    backends: ["127.0.0.1:$BA", "127.0.0.1:$BB"]
+    backends: ["127.0.0.1:$BACKEND_A", "127.0.0.1:$BACKEND_B"]
 listeners:
   http:
     protocol: http

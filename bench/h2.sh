@@ -48,7 +48,6 @@ SECS=${BASH_REMATCH[1]}
 need haproxy:haproxy nginx:nginx nghttp2-client:h2load openssl:openssl curl:curl \
   python3:python3
 PY=$(command -v /usr/bin/python3 || command -v python3)
-py() { "$PY" "$BENCH/bench.py" "$@"; }
 
 if [[ ${BUILD:-1} == 1 ]]; then
   log "building tioga (make build: examples/pgo_build.sh)"

@@ -1,5 +1,4 @@
-# Helpers shared by the bench scripts (run.sh, h2.sh, udp.sh, callgrind-h2.sh), sourced
-# after the script has set LOG_NAME. The script owns TMP and PIDS; `bench_temp` makes
+# Helpers shared by the bench scripts, sourced after the script has set LOG_NAME. The script owns TMP and PIDS; `bench_temp` makes
 # both and installs the cleanup that stops every process in PIDS and removes TMP (kept
 # with KEEP_TMP=1, or when the script failed).
 
@@ -7,6 +6,11 @@ LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { printf '[%s %s] %s\n' "$LOG_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# bench.py's subcommands (PY: the script's python3, if it chose one).
+py() { "${PY:-python3}" "$LIB_DIR/bench.py" "$@"; }
+# A free TCP port on 127.0.0.1 (free a moment ago).
+free_port() { py ports 1; }
 
 # need PACKAGE:COMMAND-OR-PATH... — installs the Debian packages whose command (or file,
 # for an absolute path) is missing.
@@ -118,7 +122,7 @@ render() {
 backends() {
   local pin=() pid
   [[ -z ${1:-} ]] || pin=(taskset -c "$1")
-  read -r BACKEND_A BACKEND_B < <(python3 "$LIB_DIR/bench.py" ports 2)
+  read -r BACKEND_A BACKEND_B < <(py ports 2)
   render "$LIB_DIR/nginx-backend.conf.in" "$TMP/nginx-backend.conf" TMP="$TMP" \
     BACKEND_A="$BACKEND_A" BACKEND_B="$BACKEND_B" NOFILE=20000 WORKER_CONNS=16384
   "${pin[@]}" nginx -p "$TMP/" -e "$TMP/nginx-backend.error.log" \

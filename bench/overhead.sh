@@ -40,11 +40,9 @@ need nginx:nginx wrk:wrk nghttp2-client:h2load valgrind:valgrind redis-server:re
 TIOGA=$ROOT/target/release/tioga
 
 bench_temp tioga-overhead
-free_port() { python3 "$ROOT/bench/bench.py" ports 1; }
 
 # Two fast backends (100-byte body) in one nginx on CPU 1.
 backends 1
-A=$BACKEND_A B=$BACKEND_B
 
 # The shared rate-limit store, on the load CPU like the backends.
 REDIS=$(free_port)
@@ -67,7 +65,7 @@ start() { # name admin(yes/no) access_log(yes/no) filters(no/yes/rlocal/rredis)
 server: {threads: 1, pid_file: $TMP/$name.pid, upgrade_sock: $TMP/$name.sock}
 $admin
 $alog
-pools: {web: {backends: [127.0.0.1:$A, 127.0.0.1:$B]}}
+pools: {web: {backends: [127.0.0.1:$BACKEND_A, 127.0.0.1:$BACKEND_B]}}
 listeners:
   http:
     protocol: http

@@ -37,10 +37,8 @@ need nginx:nginx nghttp2-client:h2load
 TIOGA=${TIOGA:-$ROOT/target/release/tioga}
 
 bench_temp tioga-resilience
-free_port() { python3 "$ROOT/bench/bench.py" ports 1; }
 
 backends 1
-A=$BACKEND_A B=$BACKEND_B
 
 RESILIENT="balance: p2c_ewma
     outlier: {consecutive_failures: 5, base_ejection: 30s, max_ejected: 50%}
@@ -63,7 +61,7 @@ if [[ ${CALLGRIND:-0} == 1 ]]; then
   read -r -a IDS <<<"$(python3 -c "
 import hmac, hashlib
 k = hashlib.sha256(b'tioga sticky\0web\0srv').digest()
-print(' '.join(hmac.new(k, f'127.0.0.1:{p}'.encode(), hashlib.sha256).hexdigest()[:16] for p in ($A, $B)))")"
+print(' '.join(hmac.new(k, f'127.0.0.1:{p}'.encode(), hashlib.sha256).hexdigest()[:16] for p in ($BACKEND_A, $BACKEND_B)))")"
   declare -A IR
   for v in plain resilient resilient-new; do
     port=$(free_port)
@@ -72,7 +70,7 @@ print(' '.join(hmac.new(k, f'127.0.0.1:{p}'.encode(), hashlib.sha256).hexdigest(
 server: {threads: 1, pid_file: $TMP/$v.pid, upgrade_sock: $TMP/$v.sock}
 pools:
   web:
-    backends: [127.0.0.1:$A, 127.0.0.1:$B]
+    backends: [127.0.0.1:$BACKEND_A, 127.0.0.1:$BACKEND_B]
     $extra
 listeners:
   http: {protocol: http, bind: 127.0.0.1:$port, routes: [{pool: web}]}
@@ -115,7 +113,7 @@ server: {threads: 1, pid_file: $TMP/$name.pid, upgrade_sock: $TMP/$name.sock}
 admin: {bind: 127.0.0.1:$(free_port)}
 pools:
   web:
-    backends: [127.0.0.1:$A, 127.0.0.1:$B]
+    backends: [127.0.0.1:$BACKEND_A, 127.0.0.1:$BACKEND_B]
     $2
 listeners:
   http: {protocol: http, bind: 127.0.0.1:$port, routes: [{pool: web}]}

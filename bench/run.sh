@@ -65,7 +65,6 @@ need haproxy:haproxy nginx:nginx wrk:wrk nghttp2-client:h2load iperf3:iperf3 \
   libnginx-mod-stream:/usr/lib/nginx/modules/ngx_stream_module.so
 PY=$(command -v /usr/bin/python3 || command -v python3)
 HELP=$BENCH/bench.py
-py() { "$PY" "$HELP" "$@"; }
 
 # ---------------------------------------------------------------------- build
 

@@ -58,7 +58,6 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # Each proxy holds a socket per flow towards its backend; the load tool one per flow.
 (($(ulimit -n) >= FLOWS + 1000)) || die "ulimit -n $(ulimit -n) is too low for FLOWS=$FLOWS"
 
-py() { python3 "$BENCH/bench.py" "$@"; }
 tool() { timeout --kill-after=5 $((SECS + 60)) taskset -c "$LOAD_CPU" "$TOOL" "$@"; }
 RAW=$TMP/raw.tsv
 : >"$RAW"
